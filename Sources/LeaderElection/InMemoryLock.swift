@@ -1,0 +1,123 @@
+import Synchronization
+
+/// The reference implementation of ``ResourceLock``: one record held in process memory.
+///
+/// Several ``InMemoryLock`` values created from the same store (one per candidate identity) contend
+/// for the same record, so it is useful for unit tests and for electing among tasks of one process.
+/// It implements the contract exactly, including a change feed and corrupt-data handling, and passes
+/// the full `LockConformance` suite.
+public final class InMemoryLockStore: Sendable {
+    private enum Stored: Sendable {
+        case record(LeaderElectionRecord)
+        case garbage([UInt8])
+    }
+
+    private struct State: Sendable {
+        var stored: Stored?
+        var generation: UInt64 = 0
+        var nextSubscriber = 0
+        var subscribers: [Int: AsyncStream<Void>.Continuation] = [:]
+    }
+
+    private let state = Mutex(State())
+    /// A name for descriptions, such as `memory:my-controller`.
+    public let name: String
+
+    /// Creates an empty store.
+    public init(name: String = "default") { self.name = name }
+
+    /// A lock on this store writing as `identity`.
+    public func lock(identity: String) -> InMemoryLock { InMemoryLock(store: self, identity: identity) }
+
+    /// Replaces the stored data with bytes that do not decode, to exercise corrupt-record handling.
+    public func writeGarbage(_ bytes: [UInt8]) {
+        write { state in state.stored = .garbage(bytes) }
+    }
+
+    /// Deletes the record.
+    public func delete() {
+        write { state in state.stored = nil }
+    }
+
+    fileprivate func get() throws -> VersionedRecord? {
+        try state.withLock { state in
+            switch state.stored {
+            case nil: return nil
+            case .record(let record): return VersionedRecord(record: record, version: LockVersion(state.generation))
+            case .garbage(let bytes):
+                throw LeaderElectionError.corruptRecord(
+                    "memory:\(name) holds \(bytes.count) bytes that are not a record", version: LockVersion(state.generation))
+            }
+        }
+    }
+
+    fileprivate func create(_ record: LeaderElectionRecord) throws -> LockVersion {
+        try write { state in
+            guard state.stored == nil else {
+                throw LeaderElectionError.alreadyExists("memory:\(name) already has a record")
+            }
+            state.stored = .record(record)
+        }
+    }
+
+    fileprivate func update(_ record: LeaderElectionRecord, expecting version: LockVersion) throws -> LockVersion {
+        try write { state in
+            guard state.stored != nil else { throw LeaderElectionError.notFound("memory:\(name) has no record") }
+            guard LockVersion(state.generation) == version else {
+                throw LeaderElectionError.conflict(
+                    "memory:\(name) is at version \(state.generation), not \(version)", current: LockVersion(state.generation))
+            }
+            state.stored = .record(record)
+        }
+    }
+
+    fileprivate func subscribe() -> AsyncStream<Void> {
+        let (stream, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        let id = state.withLock { state in
+            let id = state.nextSubscriber
+            state.nextSubscriber += 1
+            state.subscribers[id] = continuation
+            return id
+        }
+        continuation.onTermination = { [weak self] _ in
+            _ = self?.state.withLock { $0.subscribers.removeValue(forKey: id) }
+        }
+        return stream
+    }
+
+    @discardableResult
+    private func write(_ body: (inout State) throws -> Void) rethrows -> LockVersion {
+        let (version, subscribers) = try state.withLock { state in
+            try body(&state)
+            state.generation += 1
+            return (LockVersion(state.generation), Array(state.subscribers.values))
+        }
+        for continuation in subscribers { continuation.yield() }
+        return version
+    }
+}
+
+/// A ``ResourceLock`` on an ``InMemoryLockStore``, writing as one identity.
+public struct InMemoryLock: ResourceLock {
+    /// The store shared by all candidates.
+    public let store: InMemoryLockStore
+    public let identity: String
+
+    /// Creates a lock on `store` for `identity`.
+    public init(store: InMemoryLockStore, identity: String) {
+        self.store = store
+        self.identity = identity
+    }
+
+    public var description: String { "memory:\(store.name)" }
+
+    public func get() async throws -> VersionedRecord? { try store.get() }
+
+    public func create(_ record: LeaderElectionRecord) async throws -> LockVersion { try store.create(record) }
+
+    public func update(_ record: LeaderElectionRecord, expecting version: LockVersion) async throws -> LockVersion {
+        try store.update(record, expecting: version)
+    }
+
+    public func changes() -> AsyncStream<Void>? { store.subscribe() }
+}

@@ -1,0 +1,627 @@
+import CoreMetrics
+import Logging
+import Synchronization
+
+/// Elects one leader among candidates sharing a ``ResourceLock``, with client-go's semantics, and runs
+/// leader-only work in a child task for exactly as long as this candidate leads.
+///
+/// ```swift
+/// let elector = try LeaderElector(lock: lock, configuration: .init(name: "reconciler"), logger: logger)
+/// try await elector.run { term in
+///     while true {
+///         try term.check()                 // guard critical writes
+///         try await reconcile(fencingToken: term.fencingToken)
+///         try await Task.sleep(for: .seconds(1))
+///     }
+/// }
+/// ```
+///
+/// ## What it keeps from client-go
+/// - Expiry is judged on this process's **monotonic clock** from the moment it last saw the record's
+///   version change, never by comparing record timestamps with the local clock. Followers use the lease
+///   duration written by the holder.
+/// - An empty holder is acquirable at once. Taking over increments `leaseTransitions`; renewing keeps
+///   `acquireTime` and `leaseTransitions`.
+/// - The leader renews every `retryPeriod` with a blind compare-and-swap on its last version (fast path);
+///   on conflict it reads and retries (slow path, counted in `leader_election_slowpath_total`). It gives
+///   up when no renew has succeeded within `renewDeadline`.
+/// - Release writes an empty holder with a 1 s lease and unchanged `leaseTransitions`, by
+///   compare-and-swap, retrying on conflict only while it is still the holder.
+///
+/// ## What it does better
+/// - Leader work is a child task, cancelled the moment leadership is lost; on shutdown it is cancelled
+///   and awaited *before* the lease is released (renewals continue while it drains, up to
+///   ``LeaderElectionConfiguration/drainTimeout``; if it will not stop, the lease is left to expire).
+/// - Each term is a ``LeadershipTerm`` with a strictly increasing fencing token and a ``LeadershipTerm/check()``.
+/// - ``events()`` streams new-leader / started / stopped events.
+/// - Followers sleep until the earliest of their jittered retry, the instant the observed lease expires,
+///   or a change notification from the lock — no polling where the store can tell us.
+/// - A corrupt record is reported and treated as held by an unknown holder: once unchanged for
+///   `leaseDuration` it is overwritten by compare-and-swap.
+///
+/// ## What it does not guarantee
+/// - Safety assumes clocks advance at similar *rates*; a candidate whose clock runs faster than the
+///   leader's by more than `leaseDuration / renewDeadline` could take over early (client-go has the same
+///   limit). Absolute clock offsets and wall-clock jumps do not matter.
+/// - A paused process can act after ``LeadershipTerm/check()`` passed; downstream systems that must never
+///   accept a stale write should check ``LeadershipTerm/fencingToken``.
+/// - Fencing tokens come from `leaseTransitions`: deleting the record, or a corrupt record this process never
+///   read before, restarts the sequence.
+/// - A record held by this candidate's own identity is taken over at once (as in client-go): identities
+///   must be unique per process.
+public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duration {
+    /// The lock this elector campaigns on.
+    public let lock: any ResourceLock
+    /// The validated configuration.
+    public let configuration: LeaderElectionConfiguration
+    /// The candidate's identity (the lock's).
+    public var identity: String { lock.identity }
+
+    private let clock: C
+    private let logger: Logger
+    private let metrics: LeaderElectionMetrics
+    private let jitter: @Sendable () -> Double
+    private let broadcaster = EventBroadcaster<LeaderElectionEvent>()
+    private let wake = WakeSignal()
+    private let state = Mutex(ObservedState())
+
+    private struct ObservedState: Sendable {
+        var record: LeaderElectionRecord?
+        var version: LockVersion?
+        var observedAt: C.Instant?
+        var corrupt = false
+        var reportedLeader: String?
+        var maxTransitionsSeen = -1
+        var leading: TermControl?
+        var running = false
+    }
+
+    /// Creates an elector.
+    ///
+    /// - Parameters:
+    ///   - lock: the lock, which also supplies the candidate's identity.
+    ///   - configuration: timing and behaviour; validated with client-go's rules.
+    ///   - clock: the monotonic clock expiry is measured on (inject a ``ManualClock`` in tests).
+    ///   - logger: where to log; metadata keys are `leader_election.name`, `.identity`, `.lock`.
+    ///   - metricsFactory: where metrics go; defaults to the global `MetricsSystem`.
+    ///   - jitter: a source of uniform random numbers in `0..<1` for retry jitter.
+    /// - Throws: ``LeaderElectionError/Code/invalidConfiguration`` naming the offending values.
+    public init(
+        lock: any ResourceLock,
+        configuration: LeaderElectionConfiguration = .init(),
+        clock: C,
+        logger: Logger = Logger(label: "leader-election", factory: { _ in SwiftLogNoOpLogHandler() }),
+        metricsFactory: (any MetricsFactory)? = nil,
+        jitter: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }
+    ) throws {
+        try configuration.validate(identity: lock.identity)
+        self.lock = lock
+        self.configuration = configuration
+        self.clock = clock
+        var logger = logger
+        logger[metadataKey: "leader_election.name"] = .string(configuration.name)
+        logger[metadataKey: "leader_election.identity"] = .string(lock.identity)
+        logger[metadataKey: "leader_election.lock"] = .string(lock.description)
+        self.logger = logger
+        self.metrics = LeaderElectionMetrics(name: configuration.name, factory: metricsFactory ?? MetricsSystem.factory)
+        self.jitter = jitter
+    }
+
+    // MARK: - Observation
+
+    /// A new subscription to the elector's events. Subscribe before calling ``run(whileLeading:)`` to see
+    /// every event; the stream ends when the elector is deinitialised.
+    public func events() -> AsyncStream<LeaderElectionEvent> { broadcaster.subscribe() }
+
+    /// `true` while this candidate holds a term.
+    public var isLeader: Bool { state.withLock { $0.leading != nil } }
+
+    /// The holder last observed in the record (informational, as client-go's `GetLeader`), or `nil`.
+    public var currentLeader: String? {
+        state.withLock { state in
+            guard let holder = state.record?.holderIdentity, !holder.isEmpty, !state.corrupt else { return nil }
+            return holder
+        }
+    }
+
+    /// The current term, while leading.
+    public var currentTerm: LeadershipTerm? { state.withLock { $0.leading?.term } }
+
+    /// Health check like client-go's `Check(maxTolerableExpiredLease)`: succeeds when not leading (a
+    /// follower is healthy), and when leading throws if the last successful renew is older than
+    /// `leaseDuration + maxTolerableExpiredLease` — the elector is wedged.
+    public func check(maxTolerableExpiredLease: Duration) throws {
+        let (leading, observedAt) = state.withLock { ($0.leading, $0.observedAt) }
+        guard leading != nil, let observedAt else { return }
+        let age = observedAt.duration(to: clock.now)
+        if age > configuration.leaseDuration + maxTolerableExpiredLease {
+            throw LeaderElectionError.leadershipLost(
+                "failed election to renew leadership on lease \(configuration.name) (last renew \(formatDuration(age)) ago)")
+        }
+    }
+
+    deinit { broadcaster.finish() }
+
+    // MARK: - Running
+
+    /// Campaigns for leadership and runs `work` while leading.
+    ///
+    /// - Losing leadership cancels `work` at once; after it has stopped, the elector campaigns again.
+    /// - When `work` returns or throws, the lease is released and `run` returns its value or rethrows.
+    /// - When the calling task is cancelled, `work` is cancelled and awaited (renewing meanwhile, up to the
+    ///   drain timeout), then the lease is released if `releaseOnCancel`; `run` returns `nil`.
+    ///
+    /// - Returns: the value of `work`, or `nil` when cancelled.
+    /// - Throws: the error `work` threw, or ``LeaderElectionError/Code/invalidConfiguration`` when the
+    ///   elector is already running.
+    public func run<R: Sendable>(
+        whileLeading work: @escaping @Sendable (LeadershipTerm) async throws -> R
+    ) async throws -> R? {
+        try state.withLock { state in
+            if state.running { throw LeaderElectionError.invalidConfiguration("LeaderElector.run is already running for \(lock.identity)") }
+            state.running = true
+        }
+        defer { state.withLock { $0.running = false } }
+
+        let feed: Task<Void, Never>?
+        if let changes = lock.changes() {
+            let wake = self.wake
+            feed = Task { for await _ in changes { wake.signal() } }
+        } else {
+            feed = nil
+        }
+        defer { feed?.cancel() }
+
+        logger.debug("campaigning", metadata: ["leader_election.lease_duration": "\(formatDuration(configuration.leaseDuration))"])
+        while true {
+            guard let control = await campaign() else { return nil }
+            switch await lead(control, work: work) {
+            case .finished(let result): return try result.get()
+            case .cancelled: return nil
+            case .lost: continue
+            }
+        }
+    }
+
+    // MARK: - Campaign (followers)
+
+    private enum AttemptOutcome {
+        case acquired(TermControl)
+        case wait(expiry: C.Instant?)
+        case retrySoon
+    }
+
+    /// Loops until this candidate acquires the lock; `nil` when cancelled.
+    private func campaign() async -> TermControl? {
+        var quickRetries = 0
+        while !Task.isCancelled {
+            wake.reset()
+            let outcome = await tryAcquire()
+            let wakeAt: C.Instant
+            switch outcome {
+            case .acquired(let control):
+                return control
+            case .retrySoon where quickRetries < 1:
+                quickRetries += 1
+                continue
+            case .retrySoon:
+                wakeAt = clock.now.advanced(by: jitteredRetry())
+            case .wait(let expiry):
+                let retry = clock.now.advanced(by: jitteredRetry())
+                wakeAt = expiry.map { min($0, retry) } ?? retry
+            }
+            quickRetries = 0
+            await wake.wait(until: wakeAt, clock: clock)
+        }
+        return nil
+    }
+
+    private func jitteredRetry() -> Duration {
+        configuration.retryPeriod * (1 + max(0, min(1, jitter())) * configuration.jitterFactor)
+    }
+
+    private func tryAcquire() async -> AttemptOutcome {
+        let me = lock.identity
+        let now = clock.now
+        let wall = configuration.wallClock.now()
+        let fetched: VersionedRecord?
+        var corruptVersion: LockVersion?
+        do {
+            fetched = try await lock.get()
+        } catch let error as LeaderElectionError where error.code == .corruptRecord && error.version != nil {
+            corruptVersion = error.version
+            fetched = nil
+            noteCorrupt(error, version: error.version!, now: now)
+        } catch {
+            logger.info("error retrieving resource lock", metadata: ["error": "\(error)"])
+            return .wait(expiry: nil)
+        }
+
+        if fetched == nil && corruptVersion == nil {
+            let token = state.withLock { $0.maxTransitionsSeen } + 1
+            let desired = LeaderElectionRecord(
+                holderIdentity: me, leaseDuration: configuration.leaseDuration,
+                acquireTime: wall, renewTime: wall, leaseTransitions: max(0, token))
+            do {
+                let version = try await lock.create(desired)
+                return .acquired(beginTerm(desired, version: version, at: now))
+            } catch let error as LeaderElectionError where error.code == .alreadyExists {
+                return .retrySoon
+            } catch {
+                logger.info("error initially creating leader election record", metadata: ["error": "\(error)"])
+                return .wait(expiry: nil)
+            }
+        }
+
+        let version: LockVersion
+        let nextToken: Int
+        if let fetched {
+            observe(fetched.record, version: fetched.version, now: now)
+            let (observedAt, duration) = state.withLock { ($0.observedAt ?? now, $0.record?.leaseDuration ?? configuration.leaseDuration) }
+            let expiry = observedAt.advanced(by: duration)
+            let holder = fetched.record.holderIdentity
+            if !holder.isEmpty && holder != me && expiry > now && !fetched.holderIsKnownGone {
+                return .wait(expiry: expiry)
+            }
+            if fetched.holderIsKnownGone && !holder.isEmpty && holder != me {
+                logger.debug("holder verified gone by the lock; taking over", metadata: ["leader_election.holder": "\(holder)"])
+            }
+            version = fetched.version
+            nextToken = max(fetched.record.leaseTransitions, state.withLock { $0.maxTransitionsSeen }) + 1
+        } else {
+            let (observedAt, duration) = state.withLock { ($0.observedAt ?? now, configuration.leaseDuration) }
+            let expiry = observedAt.advanced(by: duration)
+            if expiry > now { return .wait(expiry: expiry) }
+            version = corruptVersion!
+            nextToken = state.withLock { $0.maxTransitionsSeen } + 1
+            logger.info("overwriting corrupt record left unchanged for the lease duration", metadata: ["leader_election.version": "\(version)"])
+        }
+
+        let desired = LeaderElectionRecord(
+            holderIdentity: me, leaseDuration: configuration.leaseDuration,
+            acquireTime: wall, renewTime: wall, leaseTransitions: max(0, nextToken))
+        do {
+            let newVersion = try await lock.update(desired, expecting: version)
+            return .acquired(beginTerm(desired, version: newVersion, at: now))
+        } catch let error as LeaderElectionError where error.code == .conflict {
+            return .retrySoon
+        } catch {
+            logger.info("failed to acquire lease", metadata: ["error": "\(error)"])
+            return .wait(expiry: nil)
+        }
+    }
+
+    private func noteCorrupt(_ error: LeaderElectionError, version: LockVersion, now: C.Instant) {
+        let changed = state.withLock { state -> Bool in
+            guard state.version != version || !state.corrupt else { return false }
+            state.version = version
+            state.record = nil
+            state.corrupt = true
+            state.observedAt = now
+            return true
+        }
+        if changed {
+            metrics.corruptRecords.increment()
+            logger.warning("lock holds a corrupt record; treating it as held by an unknown holder",
+                           metadata: ["error": "\(error.message)", "leader_election.version": "\(version)"])
+        }
+    }
+
+    /// Records an observation; resets the expiry timer when the version changed and reports new leaders.
+    private func observe(_ record: LeaderElectionRecord, version: LockVersion, now: C.Instant) {
+        let newLeader: String? = state.withLock { state in
+            if state.version != version || state.corrupt || state.observedAt == nil {
+                state.version = version
+                state.record = record
+                state.corrupt = false
+                state.observedAt = now
+            }
+            state.maxTransitionsSeen = max(state.maxTransitionsSeen, record.leaseTransitions)
+            let holder = record.holderIdentity
+            guard !holder.isEmpty, holder != state.reportedLeader else { return nil }
+            state.reportedLeader = holder
+            return holder
+        }
+        if let newLeader {
+            logger.info("new leader observed", metadata: ["leader_election.leader": "\(newLeader)"])
+            broadcaster.send(.newLeader(newLeader))
+        }
+    }
+
+    private func beginTerm(_ record: LeaderElectionRecord, version: LockVersion, at start: C.Instant) -> TermControl {
+        let deadline = start.advanced(by: configuration.renewDeadline)
+        let control = TermControl(clock: clock, deadline: deadline)
+        let term = LeadershipTerm(
+            identity: lock.identity, fencingToken: record.leaseTransitions,
+            acquireTime: record.acquireTime ?? configuration.wallClock.now(), state: control.termState)
+        control.term = term
+        observe(record, version: version, now: start)
+        state.withLock { $0.leading = control }
+        return control
+    }
+
+    // MARK: - Leading
+
+    private enum LeadOutcome<R: Sendable> {
+        case finished(Result<R, any Error>)
+        case cancelled
+        case lost
+    }
+
+    private enum Drain<R: Sendable>: Sendable {
+        case workStopped(Result<R, any Error>)
+        case timedOut
+    }
+
+    private func lead<R: Sendable>(
+        _ control: TermControl,
+        work: @escaping @Sendable (LeadershipTerm) async throws -> R
+    ) async -> LeadOutcome<R> {
+        let term = control.term!
+        metrics.masterStatus.record(1)
+        metrics.transitions.increment()
+        metrics.leaseRemaining.record(configuration.renewDeadline.secondsDouble)
+        logger.info("successfully acquired lease", metadata: ["leader_election.fencing_token": "\(term.fencingToken)"])
+        await lock.recordEvent(LockEvent(kind: .becameLeader, identity: lock.identity))
+        broadcaster.send(.startedLeading(term))
+
+        let workTask = Task { try await work(term) }
+        let renewer = Task { await self.renewLoop(control, onLost: { workTask.cancel() }) }
+
+        let box = OneShot<Drain<R>>()
+        let watcher = Task {
+            let result = await workTask.result
+            box.offer(.workStopped(result))
+        }
+        let drainTimeout = configuration.drainTimeout ?? configuration.renewDeadline
+        let clock = self.clock
+        let cancelled = Mutex(false)
+        let drainTimer = Mutex<Task<Void, Never>?>(nil)
+        let drained = await withTaskCancellationHandler {
+            await box.value()
+        } onCancel: {
+            cancelled.withLock { $0 = true }
+            workTask.cancel()
+            let timer = Task {
+                do {
+                    try await clock.sleep(until: clock.now.advanced(by: drainTimeout), tolerance: nil)
+                    box.offer(.timedOut)
+                } catch {}
+            }
+            drainTimer.withLock { $0 = timer }
+        }
+        drainTimer.withLock { $0?.cancel() }
+        _ = watcher
+
+        let wasCancelled = cancelled.withLock { $0 } || Task.isCancelled
+        renewer.cancel()
+        await renewer.value
+
+        let reason: StopReason
+        let outcome: LeadOutcome<R>
+        if control.lost {
+            reason = .lost
+            outcome = .lost
+        } else {
+            switch drained {
+            case .timedOut:
+                logger.warning("leader work did not stop within the drain timeout; leaving the lease to expire instead of releasing it",
+                               metadata: ["leader_election.drain_timeout": "\(formatDuration(drainTimeout))"])
+                reason = .cancelled
+                outcome = .cancelled
+            case .workStopped(let result):
+                let shouldRelease = wasCancelled ? configuration.releaseOnCancel : true
+                if shouldRelease, await release(control) {
+                    reason = .released
+                } else {
+                    reason = .cancelled
+                }
+                outcome = wasCancelled ? .cancelled : .finished(result)
+            }
+        }
+        control.termState.end()
+        state.withLock { $0.leading = nil }
+        metrics.masterStatus.record(0)
+        metrics.leaseRemaining.record(0)
+        logger.info("stopped leading", metadata: ["leader_election.reason": "\(reason)", "leader_election.fencing_token": "\(term.fencingToken)"])
+        await lock.recordEvent(LockEvent(kind: .stoppedLeading, identity: lock.identity))
+        broadcaster.send(.stoppedLeading(term, reason: reason))
+        return outcome
+    }
+
+    private enum RenewOutcome {
+        case renewed
+        case lost(String)
+        case failed(any Error)
+    }
+
+    /// Renews every `retryPeriod` until cancelled (returns) or lost (calls `onLost`, returns).
+    private func renewLoop(_ control: TermControl, onLost: @Sendable () -> Void) async {
+        var lastAttempt = control.startedAt
+        while !Task.isCancelled {
+            do {
+                try await clock.sleep(until: lastAttempt.advanced(by: configuration.retryPeriod), tolerance: nil)
+            } catch {
+                return
+            }
+            let attemptStart = clock.now
+            lastAttempt = attemptStart
+            let deadline = control.deadline
+            if attemptStart >= deadline {
+                control.markLost()
+                logger.info("failed to renew lease: renew deadline passed")
+                onLost()
+                return
+            }
+            let outcome: RenewOutcome
+            do {
+                outcome = try await withDeadline(deadline, clock: clock, what: "renewing \(lock)") {
+                    await self.tryRenew(control, attemptStart: attemptStart)
+                }
+            } catch is CancellationError {
+                return
+            } catch {
+                outcome = .failed(error)
+            }
+            switch outcome {
+            case .renewed:
+                let renewDuration = attemptStart.duration(to: clock.now)
+                metrics.renewDuration.recordNanoseconds(renewDuration.wholeMicroseconds * 1_000)
+                metrics.leaseRemaining.record(control.deadline.duration(to: clock.now) == .zero ? 0 : clock.now.duration(to: control.deadline).secondsDouble)
+            case .lost(let why):
+                control.markLost()
+                logger.info("leadership lost", metadata: ["leader_election.reason": "\(why)"])
+                onLost()
+                return
+            case .failed(let error):
+                if Task.isCancelled { return }
+                logger.info("failed to renew lease", metadata: ["error": "\(error)"])
+                if clock.now >= control.deadline {
+                    control.markLost()
+                    logger.info("failed to renew lease within the renew deadline", metadata: ["leader_election.renew_deadline": "\(formatDuration(configuration.renewDeadline))"])
+                    onLost()
+                    return
+                }
+            }
+        }
+    }
+
+    private func tryRenew(_ control: TermControl, attemptStart: C.Instant) async -> RenewOutcome {
+        let me = lock.identity
+        let (observed, version) = state.withLock { ($0.record, $0.version) }
+        guard var desired = observed, let version, desired.holderIdentity == me else {
+            return .lost("observed record is not held by \(me)")
+        }
+        desired.renewTime = configuration.wallClock.now()
+        desired.leaseDuration = configuration.leaseDuration
+        do {
+            let newVersion = try await lock.update(desired, expecting: version)
+            renewed(control, desired, version: newVersion, attemptStart: attemptStart)
+            return .renewed
+        } catch let error as LeaderElectionError where error.code == .conflict {
+            metrics.slowpath.increment()
+            logger.debug("optimistic renew conflicted; reading the record", metadata: ["error": "\(error.message)"])
+        } catch let error as LeaderElectionError where error.code == .notFound {
+            return .lost("the record was deleted")
+        } catch {
+            return .failed(error)
+        }
+        // Slow path: read, then write only if the record is still ours.
+        do {
+            guard let fetched = try await lock.get() else { return .lost("the record was deleted") }
+            observe(fetched.record, version: fetched.version, now: clock.now)
+            guard fetched.record.holderIdentity == me, fetched.record.leaseTransitions == control.term?.fencingToken else {
+                return .lost(fetched.record.holderIdentity.isEmpty
+                    ? "the lease was released by someone else"
+                    : "the lease is held by \(fetched.record.holderIdentity)")
+            }
+            var slow = fetched.record
+            slow.renewTime = configuration.wallClock.now()
+            slow.leaseDuration = configuration.leaseDuration
+            let newVersion = try await lock.update(slow, expecting: fetched.version)
+            renewed(control, slow, version: newVersion, attemptStart: attemptStart)
+            return .renewed
+        } catch let error as LeaderElectionError where error.code == .corruptRecord {
+            return .lost("the record became corrupt: \(error.message)")
+        } catch {
+            return .failed(error)
+        }
+    }
+
+    private func renewed(_ control: TermControl, _ record: LeaderElectionRecord, version: LockVersion, attemptStart: C.Instant) {
+        state.withLock { state in
+            state.record = record
+            state.version = version
+            state.corrupt = false
+            state.observedAt = attemptStart
+        }
+        control.extend(to: attemptStart.advanced(by: configuration.renewDeadline))
+    }
+
+    /// Writes an empty holder by compare-and-swap, retrying while this candidate is still the holder.
+    private func release(_ control: TermControl) async -> Bool {
+        let me = lock.identity
+        let deadline = clock.now.advanced(by: configuration.renewDeadline)
+        guard var (base, version) = state.withLock({ state -> (LeaderElectionRecord, LockVersion)? in
+            guard let r = state.record, let v = state.version else { return nil }
+            return (r, v)
+        }) else { return false }
+        for _ in 0..<8 {
+            guard base.holderIdentity == me else { return false }
+            let wall = configuration.wallClock.now()
+            let released = LeaderElectionRecord(
+                holderIdentity: "", leaseDuration: .seconds(1), acquireTime: wall, renewTime: wall,
+                leaseTransitions: base.leaseTransitions)
+            do {
+                let expected = version
+                let newVersion = try await withDeadline(deadline, clock: clock, what: "releasing \(lock)") {
+                    try await self.lock.update(released, expecting: expected)
+                }
+                observe(released, version: newVersion, now: clock.now)
+                logger.info("released lease")
+                return true
+            } catch let error as LeaderElectionError where error.code == .conflict {
+                do {
+                    guard let fetched = try await withDeadline(deadline, clock: clock, what: "reading \(lock)", {
+                        try await self.lock.get()
+                    }) else { return false }
+                    observe(fetched.record, version: fetched.version, now: clock.now)
+                    base = fetched.record
+                    version = fetched.version
+                } catch {
+                    logger.info("failed to release lease", metadata: ["error": "\(error)"])
+                    return false
+                }
+            } catch {
+                logger.info("failed to release lease", metadata: ["error": "\(error)"])
+                return false
+            }
+        }
+        return false
+    }
+
+    /// Mutable state of one term, shared by the renewer, the lead task and the ``LeadershipTerm``.
+    private final class TermControl: Sendable {
+        private struct Inner {
+            var deadline: C.Instant
+            var lost = false
+            var term: LeadershipTerm?
+        }
+        private let inner: LockedBox<Inner>
+        let startedAt: C.Instant
+        let termState: TermState
+
+        init(clock: C, deadline: C.Instant) {
+            let inner = LockedBox(Inner(deadline: deadline))
+            self.inner = inner
+            self.startedAt = clock.now
+            self.termState = TermState { clock.now.duration(to: inner.withLock { $0.deadline }) }
+        }
+
+        var deadline: C.Instant { inner.withLock { $0.deadline } }
+        var lost: Bool { inner.withLock { $0.lost } }
+        var term: LeadershipTerm? {
+            get { inner.withLock { $0.term } }
+            set { inner.withLock { $0.term = newValue } }
+        }
+        func extend(to deadline: C.Instant) { inner.withLock { $0.deadline = max($0.deadline, deadline) } }
+        func markLost() {
+            inner.withLock { $0.lost = true }
+            termState.end()
+        }
+    }
+}
+
+extension LeaderElector where C == ContinuousClock {
+    /// Creates an elector on the system's monotonic clock.
+    ///
+    /// - Throws: ``LeaderElectionError/Code/invalidConfiguration`` naming the offending values.
+    public convenience init(
+        lock: any ResourceLock,
+        configuration: LeaderElectionConfiguration = .init(),
+        logger: Logger = Logger(label: "leader-election", factory: { _ in SwiftLogNoOpLogHandler() }),
+        metricsFactory: (any MetricsFactory)? = nil
+    ) throws {
+        try self.init(lock: lock, configuration: configuration, clock: ContinuousClock(), logger: logger, metricsFactory: metricsFactory)
+    }
+}

@@ -1,0 +1,89 @@
+/// A store for one leader-election record with compare-and-swap writes: the only thing
+/// ``LeaderElector`` needs from a backend.
+///
+/// Shaped after client-go's `resourcelock.Interface`, with the version token made explicit so the
+/// optimistic concurrency is visible in the types.
+///
+/// # Implementation requirements
+///
+/// Every implementation must guarantee the following. The `LockConformance` product checks exactly
+/// these rules; run its suite against your lock (see `LockConformanceSuite`).
+///
+/// - ``get()`` returns `nil` when no record is stored, and otherwise the record with every field
+///   intact (timestamps at microsecond precision, empty holder, `strategy`, `preferredHolder`) and the
+///   version of the stored data.
+/// - ``create(_:)`` stores a record only if none exists and throws
+///   ``LeaderElectionError/Code/alreadyExists`` otherwise.
+/// - ``update(_:expecting:)`` is an atomic compare-and-swap: it stores the record only if the stored
+///   version equals `expecting`, and throws ``LeaderElectionError/Code/conflict`` otherwise. Of N
+///   concurrent updates presenting the same version exactly one succeeds.
+/// - Every successful write returns a version different from every earlier one of this record.
+/// - Undecodable stored data makes ``get()`` throw ``LeaderElectionError/Code/corruptRecord`` carrying the
+///   data's version in ``LeaderElectionError/version``, and ``update(_:expecting:)`` with that version
+///   replaces it. Nothing else is ever lost or half-written.
+/// - Failures are ``LeaderElectionError``s with the matching code; methods honour task cancellation and
+///   never block a thread of Swift's cooperative pool.
+/// - ``changes()``, when not `nil`, yields after every change of the stored record made by anyone,
+///   possibly coalesced; it may yield spuriously.
+///
+/// What a lock does **not** guarantee: anything about time. Expiry is decided by the elector on its
+/// own monotonic clock, never from record timestamps.
+public protocol ResourceLock: Sendable, CustomStringConvertible {
+    /// The identity this lock writes as holder; unique per candidate process.
+    var identity: String { get }
+
+    /// Reads the current record and its version, or `nil` when none is stored.
+    func get() async throws -> VersionedRecord?
+
+    /// Stores `record` when no record exists.
+    /// - Returns: the version of the new record.
+    /// - Throws: ``LeaderElectionError/Code/alreadyExists`` when a record is already stored.
+    func create(_ record: LeaderElectionRecord) async throws -> LockVersion
+
+    /// Replaces the record if, and only if, its stored version is `version` (compare-and-swap).
+    /// - Returns: the version of the new record.
+    /// - Throws: ``LeaderElectionError/Code/conflict`` when the stored version differs,
+    ///   ``LeaderElectionError/Code/notFound`` when no record is stored.
+    func update(_ record: LeaderElectionRecord, expecting version: LockVersion) async throws -> LockVersion
+
+    /// Records an event about this lock (such as a Kubernetes `Event`). Optional; the default does nothing.
+    func recordEvent(_ event: LockEvent) async
+
+    /// A feed that yields whenever the stored record may have changed, or `nil` if the backend cannot
+    /// watch. Each call starts a new subscription; it ends when the consumer stops iterating.
+    func changes() -> AsyncStream<Void>?
+}
+
+extension ResourceLock {
+    public func recordEvent(_ event: LockEvent) async {}
+    public func changes() -> AsyncStream<Void>? { nil }
+}
+
+/// An event about a lock, in client-go's wording (`"<identity> became leader"`).
+public struct LockEvent: Hashable, Sendable, CustomStringConvertible {
+    /// What happened.
+    public struct Kind: Hashable, Sendable {
+        private let raw: String
+        /// This identity acquired the lock.
+        public static let becameLeader = Kind(raw: "became leader")
+        /// This identity stopped leading.
+        public static let stoppedLeading = Kind(raw: "stopped leading")
+    }
+
+    /// What happened.
+    public var kind: Kind
+    /// The identity it happened to.
+    public var identity: String
+    /// The event reason, `LeaderElection` as in client-go.
+    public var reason: String { "LeaderElection" }
+    /// `"<identity> became leader"` or `"<identity> stopped leading"`.
+    public var message: String { kind == .becameLeader ? "\(identity) became leader" : "\(identity) stopped leading" }
+
+    /// Creates an event.
+    public init(kind: Kind, identity: String) {
+        self.kind = kind
+        self.identity = identity
+    }
+
+    public var description: String { message }
+}
