@@ -55,6 +55,7 @@ let package = Package(
             name: "LeaderElectionTests",
             dependencies: [
                 "LeaderElection",
+                "LockConformance",
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "InMemoryLogging", package: "swift-log"),
             ],

@@ -146,7 +146,9 @@ func withDeadline<C: Clock, T: Sendable>(
     }
     let timer = Task {
         do {
-            try await clock.sleep(until: deadline, tolerance: nil)
+            try await ManualClock.$isDeadlineTimer.withValue(true) {
+                try await clock.sleep(until: deadline, tolerance: nil)
+            }
             box.offer(.failure(LeaderElectionError.timeout("\(description) did not finish before its deadline")))
         } catch {}
     }

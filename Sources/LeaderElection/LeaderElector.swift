@@ -411,7 +411,8 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
                 outcome = .cancelled
             case .workStopped(let result):
                 let shouldRelease = wasCancelled ? configuration.releaseOnCancel : true
-                if shouldRelease, await release(control) {
+                // The calling task may be cancelled: release from a task that is not.
+                if shouldRelease, await Task(operation: { await self.release(control) }).value {
                     reason = .released
                 } else {
                     reason = .cancelled
@@ -424,7 +425,8 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
         metrics.masterStatus.record(0)
         metrics.leaseRemaining.record(0)
         logger.info("stopped leading", metadata: ["leader_election.reason": "\(reason)", "leader_election.fencing_token": "\(term.fencingToken)"])
-        await lock.recordEvent(LockEvent(kind: .stoppedLeading, identity: lock.identity))
+        let lock = self.lock
+        await Task { await lock.recordEvent(LockEvent(kind: .stoppedLeading, identity: lock.identity)) }.value
         broadcaster.send(.stoppedLeading(term, reason: reason))
         return outcome
     }
@@ -440,7 +442,10 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
         var lastAttempt = control.startedAt
         while !Task.isCancelled {
             do {
-                try await clock.sleep(until: lastAttempt.advanced(by: configuration.retryPeriod), tolerance: nil)
+                // Wake for the next renewal, or at the renew deadline if that comes first (so that a
+                // leader whose renewals keep failing gives up exactly when its guarantee ends).
+                let next = min(lastAttempt.advanced(by: configuration.retryPeriod), control.deadline)
+                try await clock.sleep(until: next, tolerance: nil)
             } catch {
                 return
             }

@@ -18,8 +18,13 @@ public final class ManualClock: Clock, Sendable {
         public var description: String { "t+\(formatDuration(offset))" }
     }
 
+    /// Set by the elector around sleeps that bound an operation in flight (deadline timers), which are
+    /// not "parked" sleeps; see ``parkedSleepers``.
+    @TaskLocal static var isDeadlineTimer = false
+
     private struct Sleeper {
         var id: Int
+        var isTimer: Bool
         var deadline: Instant
         var continuation: CheckedContinuation<Void, any Error>
     }
@@ -42,10 +47,16 @@ public final class ManualClock: Clock, Sendable {
     /// The number of tasks currently sleeping on this clock.
     public var sleepers: Int { state.withLock { $0.sleepers.count } }
 
+    /// The number of tasks parked on this clock: sleepers other than the elector's internal deadline
+    /// timers, which only exist while a store call is in flight. When every elector task is parked and no
+    /// store call is in flight, the system is quiescent and time can be advanced deterministically.
+    public var parkedSleepers: Int { state.withLock { $0.sleepers.filter { !$0.isTimer }.count } }
+
     /// The earliest deadline of a current sleeper, if any.
     public var nextDeadline: Instant? { state.withLock { $0.sleepers.map(\.deadline).min() } }
 
     public func sleep(until deadline: Instant, tolerance: Duration? = nil) async throws {
+        let isTimer = ManualClock.isDeadlineTimer
         let id = state.withLock { state -> Int in
             state.nextID += 1
             return state.nextID
@@ -55,7 +66,7 @@ public final class ManualClock: Clock, Sendable {
                 let resumeNow: Result<Void, any Error>? = state.withLock { state in
                     if state.cancelledBeforeRegistration.remove(id) != nil { return .failure(CancellationError()) }
                     if deadline <= state.now { return .success(()) }
-                    state.sleepers.append(Sleeper(id: id, deadline: deadline, continuation: continuation))
+                    state.sleepers.append(Sleeper(id: id, isTimer: isTimer, deadline: deadline, continuation: continuation))
                     return nil
                 }
                 if let resumeNow { continuation.resume(with: resumeNow) }

@@ -96,7 +96,7 @@ public struct MicroTime: Hashable, Comparable, Sendable, CustomStringConvertible
                 i += 1
             }
             guard digits >= 1, digits <= 9 else { return nil }
-            for _ in digits..<6 where digits < 6 { micros *= 10 }
+            if digits < 6 { for _ in digits..<6 { micros *= 10 } }
         }
         guard i < b.count else { return nil }
         var offsetSeconds: Int64 = 0

@@ -1,0 +1,191 @@
+import LeaderElection
+
+/// The election layer: ``LeaderElector``s over the lock under test, on simulated time.
+enum ElectionChecks {
+    static var all: [LockConformanceSuite.Check] {
+        [
+            .init(name: "election.singleCandidateAcquiresAndRenews", layer: .election, run: singleCandidate),
+            .init(name: "election.exactlyOneLeaderAmongMany", layer: .election, run: exactlyOneLeader),
+            .init(name: "election.crashedLeaderIsReplacedAfterExpiry", layer: .election, run: crashTakeover),
+            .init(name: "election.releaseHandsOverWithoutWaiting", layer: .election, run: releaseHandOver),
+            .init(name: "election.storeOutageStopsWorkBeforeTakeover", layer: .election, run: storeOutage),
+            .init(name: "election.wallClockOffsetsDoNotMatter", layer: .election, run: wallClockOffsets),
+            .init(name: "election.fencingTokensStrictlyIncrease", layer: .election, run: fencingTokens),
+            .init(name: "election.corruptRecordRecovers", layer: .election, run: corruptRecord),
+        ]
+    }
+
+    static func singleCandidate(_ c: ConformanceContext) async throws {
+        let h = ElectionHarness(c)
+        let a = try await h.spawn("a")
+        try await h.run(until: "a leads") { a.elector.isLeader }
+        guard let first = try await a.lock.base.get() else { throw c.fail("no record after a became leader") }
+        try c.expect(first.record.holderIdentity == "a", "record holder is \(first.record.holderIdentity), expected a")
+        try c.expect(first.record.leaseDuration == h.configuration.leaseDuration, "record lease duration is \(first.record.leaseDuration)")
+        let countsBefore = a.lock.counts
+        let start = h.clock.now
+        // Run for five renew periods: the leader must keep leading, renewing with one write each and no reads.
+        try await h.run(until: "five renew periods pass") { start.duration(to: h.clock.now) >= h.configuration.retryPeriod * 5 }
+        try c.expect(a.elector.isLeader, "a stopped leading while it was the only candidate")
+        let counts = a.lock.counts
+        let renewals = counts.updates - countsBefore.updates
+        try c.expect(renewals >= 5, "a renewed \(renewals) times in five renew periods, expected at least 5")
+        try c.expect(counts.gets == countsBefore.gets, "steady-state renewals read the record \(counts.gets - countsBefore.gets) times, expected 0 (fast path)")
+        guard let later = try await a.lock.base.get() else { throw c.fail("record vanished") }
+        try c.expect(later.version != first.version, "renewals did not change the record's version")
+        try c.expect(later.record.acquireTime == first.record.acquireTime && later.record.leaseTransitions == first.record.leaseTransitions,
+                     "renewing changed acquireTime or leaseTransitions: \(first.record) → \(later.record)")
+        try c.expect((later.record.renewTime ?? .init(microsecondsSinceEpoch: 0)) >= (first.record.renewTime ?? .init(microsecondsSinceEpoch: 0)),
+                     "renewTime went backwards")
+        try c.expect(a.elector.currentTerm?.isValid == true, "the leader's term is not valid while renewing")
+    }
+
+    static func exactlyOneLeader(_ c: ConformanceContext) async throws {
+        let h = ElectionHarness(c)
+        let candidates = [try await h.spawn("a"), try await h.spawn("b"), try await h.spawn("c")]
+        try await h.run(until: "someone leads") { h.leaders.count == 1 }
+        let leader = h.leaders[0]
+        for _ in 0..<20 {
+            try await h.step()
+            try c.expect(h.leaders.map(\.identity) == [leader.identity], "leadership changed without a fault: \(h.leaders.map(\.identity))")
+        }
+        try await h.quiesce()
+        for candidate in candidates where candidate !== leader {
+            try c.expect(candidate.elector.currentLeader == leader.identity,
+                         "\(candidate.identity) sees leader \(String(describing: candidate.elector.currentLeader)), expected \(leader.identity)")
+        }
+    }
+
+    static func crashTakeover(_ c: ConformanceContext) async throws {
+        let h = ElectionHarness(c)
+        let a = try await h.spawn("a")
+        try await h.run(until: "a leads") { a.elector.isLeader }
+        let b = try await h.spawn("b")
+        try await h.run(until: "b follows a") { b.elector.currentLeader == "a" }
+        try await h.run(until: "a renews a few times") { (a.lock.counts.updates) >= 3 }
+        let tokenA = a.elector.currentTerm!.fencingToken
+        await a.crash()
+        guard let lastWrite = a.lastSuccessfulWrite else { throw c.fail("a never wrote") }
+        try await h.run(until: "b takes over") { b.elector.isLeader }
+        guard let term = b.elector.currentTerm, let interval = h.allIntervals.last(where: { $0.identity == "b" }) else {
+            throw c.fail("b has no term")
+        }
+        let expiry = lastWrite.advanced(by: h.configuration.leaseDuration)
+        try c.expect(interval.startedAt >= expiry,
+                     "b took over at \(interval.startedAt), before a's lease could expire (\(expiry))")
+        let latest = expiry.advanced(by: h.configuration.retryPeriod * 2.2)
+        try c.expect(interval.startedAt <= latest, "b took over at \(interval.startedAt), long after a's lease expired at \(expiry)")
+        try c.expect(term.fencingToken == tokenA + 1, "takeover token is \(term.fencingToken), expected \(tokenA + 1)")
+        let record = try await b.lock.base.get()
+        try c.expect(record?.record.holderIdentity == "b" && record?.record.leaseTransitions == tokenA + 1,
+                     "after takeover the record is \(String(describing: record)), expected holder b with leaseTransitions \(tokenA + 1)")
+    }
+
+    static func releaseHandOver(_ c: ConformanceContext) async throws {
+        let h = ElectionHarness(c)
+        let a = try await h.spawn("a")
+        try await h.run(until: "a leads") { a.elector.isLeader }
+        let b = try await h.spawn("b")
+        try await h.run(until: "b follows a") { b.elector.currentLeader == "a" }
+        let tokenA = a.elector.currentTerm!.fencingToken
+        let releaseWrite = LockedList<LeaderElectionRecord>()
+        a.lock.onSuccessfulWrite { record in
+            if record.holderIdentity.isEmpty { releaseWrite.append(record) }
+            a.noteWrite(h.clock.now)
+        }
+        try await h.quiesce()
+        let before = h.clock.now
+        await a.stop()
+        guard let released = releaseWrite.all.first else {
+            throw c.fail("a did not release the lease when its election was cancelled (releaseOnCancel is on)")
+        }
+        let canWatch = b.lock.changes() != nil
+        if canWatch {
+            try await h.wait(until: "b takes over after a released, woken by the change feed") { b.elector.isLeader }
+            try c.expect(h.clock.now == before, "simulated time moved during a watched hand-off")
+        } else {
+            try await h.run(until: "b takes over after a released") { b.elector.isLeader }
+            try c.expect(before.duration(to: h.clock.now) <= h.configuration.retryPeriod * (1 + h.configuration.jitterFactor),
+                         "hand-off took \(before.duration(to: h.clock.now)) of simulated time, more than one jittered retry period")
+        }
+        try c.expect(released.leaseTransitions == tokenA && released.leaseDuration == .seconds(1),
+                     "release wrote \(released), expected empty holder, 1 s, leaseTransitions \(tokenA)")
+        try c.expect(b.elector.currentTerm?.fencingToken == tokenA + 1, "b's token is \(String(describing: b.elector.currentTerm?.fencingToken)), expected \(tokenA + 1)")
+    }
+
+    static func storeOutage(_ c: ConformanceContext) async throws {
+        let h = ElectionHarness(c)
+        let a = try await h.spawn("a")
+        try await h.run(until: "a leads") { a.elector.isLeader }
+        let b = try await h.spawn("b")
+        try await h.run(until: "b follows a") { b.elector.currentLeader == "a" }
+        guard let termA = a.elector.currentTerm else { throw c.fail("a has no term") }
+        a.lock.setFailure(.unavailable("simulated outage between a and the store"))
+        guard let lastWrite = a.lastSuccessfulWrite else { throw c.fail("a never wrote") }
+        try await h.run(until: "b takes over") { b.elector.isLeader }
+        let intervals = h.allIntervals
+        guard let aInterval = intervals.first(where: { $0.identity == "a" }), let cancelledAt = aInterval.endedAt,
+              let bInterval = intervals.first(where: { $0.identity == "b" }) else {
+            throw c.fail("a's work was not cancelled before b took over: \(intervals.map { ($0.identity, $0.endedAt as Any) })")
+        }
+        try c.expect(cancelledAt <= lastWrite.advanced(by: h.configuration.renewDeadline),
+                     "a's work was cancelled at \(cancelledAt), after its renew deadline \(lastWrite.advanced(by: h.configuration.renewDeadline))")
+        try c.expect(cancelledAt < bInterval.startedAt, "a's work was cancelled at \(cancelledAt), not before b started at \(bInterval.startedAt)")
+        do {
+            try termA.check()
+            throw c.fail("a's term still passes check() after it lost leadership")
+        } catch let error as LeaderElectionError {
+            try c.expect(error.code == .leadershipLost, "check() threw \(error), expected leadershipLost")
+        }
+        try c.expect(!a.elector.isLeader, "a still believes it leads during the outage")
+    }
+
+    static func wallClockOffsets(_ c: ConformanceContext) async throws {
+        let h = ElectionHarness(c)
+        let candidates = [
+            try await h.spawn("fast", wallClock: .offset(by: .seconds(3600))),
+            try await h.spawn("true"),
+            try await h.spawn("slow", wallClock: .offset(by: .seconds(-3600))),
+        ]
+        try await h.run(until: "someone leads") { h.leaders.count == 1 }
+        for _ in 0..<10 { try await h.step() }
+        let first = h.leaders[0]
+        await first.crash()
+        try await h.run(until: "a new leader") { h.leaders.count == 1 }
+        for _ in 0..<10 { try await h.step() }
+        try c.expect(h.leaders.count == 1, "\(h.leaders.count) leaders after the takeover")
+        _ = candidates
+    }
+
+    static func fencingTokens(_ c: ConformanceContext) async throws {
+        let h = ElectionHarness(c)
+        var live = [try await h.spawn("a"), try await h.spawn("b"), try await h.spawn("c")]
+        var spawned = 3
+        for round in 0..<4 {
+            try await h.run(until: "a leader in round \(round)") { h.leaders.count == 1 }
+            let leader = h.leaders[0]
+            if round % 2 == 0 { await leader.stop() } else { await leader.crash() }
+            live.removeAll { $0 === leader }
+            live.append(try await h.spawn("n\(spawned)"))
+            spawned += 1
+        }
+        try await h.run(until: "a final leader") { h.leaders.count == 1 }
+        let tokens = h.allIntervals.sorted { $0.startSeq < $1.startSeq }.map(\.token)
+        try c.expect(tokens.count == 5, "expected 5 terms, saw \(tokens.count)")
+        try c.expect(zip(tokens, tokens.dropFirst()).allSatisfy { $0 < $1 }, "fencing tokens are not strictly increasing: \(tokens)")
+    }
+
+    static func corruptRecord(_ c: ConformanceContext) async throws {
+        let seed = try await c.lock("seed")
+        _ = try await seed.create(ContractChecks.sample("ghost"))
+        try await c.environment.writeGarbage(Array("\u{0}\u{1}not a record".utf8))
+        let h = ElectionHarness(c)
+        let start = h.clock.now
+        let a = try await h.spawn("a")
+        try await h.run(until: "a overwrites the corrupt record and leads") { a.elector.isLeader }
+        try c.expect(start.duration(to: h.clock.now) >= h.configuration.leaseDuration,
+                     "a overwrote a corrupt record after \(start.duration(to: h.clock.now)), before it stayed unchanged for the lease duration")
+        let record = try await a.lock.base.get()
+        try c.expect(record?.record.holderIdentity == "a", "after recovery the record is \(String(describing: record))")
+    }
+}
