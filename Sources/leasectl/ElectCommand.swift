@@ -1,6 +1,130 @@
 import ArgumentParser
+import Foundation
+import LeaderElection
+import Logging
 
+/// `leasectl elect`: campaign for a lock and, while leading, run a command (or just hold the lease).
 struct ElectCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "elect", abstract: "TODO")
-    func run() async throws { throw ValidationError("not implemented yet") }
+    static let configuration = CommandConfiguration(
+        commandName: "elect",
+        abstract: "Campaign for a lock and run a command only while leading.",
+        discussion: """
+            Joins the election on --lock and, each time this candidate becomes leader, runs COMMAND \
+            (given after --) with LEASECTL_FENCING_TOKEN, LEASECTL_IDENTITY and LEASECTL_LOCK in its \
+            environment. When leadership is lost the command's process group gets SIGTERM, then SIGKILL \
+            after --grace-period. When the command exits by itself the lease is released and leasectl \
+            campaigns again, or exits with the command's status under --exit-with-command. Without \
+            COMMAND, leasectl holds leadership until it is signalled. COMMAND runs in a process group of \
+            its own, so that it and the processes it starts are stopped together; it should not read from \
+            the terminal.
+
+            SIGTERM or SIGINT stops the command, releases the lease (unless --no-release-on-cancel) and \
+            exits 0; a second signal kills the command and exits at once.
+
+            Example:
+              leasectl elect --lock file:///run/locks/cron --events json -- ./run-jobs.sh
+            """
+    )
+
+    @Option(help: ArgumentHelp("The lock to campaign on.", valueName: "url"))
+    var lock: String
+
+    @Option(help: "This candidate's identity, unique per process. (default: <hostname>_<uuid>)")
+    var identity: String?
+
+    @Option(help: "How long followers wait, after the record last changed, before taking over.")
+    var leaseDuration = GoDuration(.seconds(15))
+
+    @Option(help: "How long the leader keeps retrying to renew before it gives up.")
+    var renewDeadline = GoDuration(.seconds(10))
+
+    @Option(help: "Interval between renewals, and between a follower's attempts.")
+    var retryPeriod = GoDuration(.seconds(2))
+
+    @Flag(inversion: .prefixedNo, help: "Release the lease when stopped by a signal, so a follower takes over at once.")
+    var releaseOnCancel = true
+
+    @Option(help: "Event output: text (human lines on stderr) or json (one object per line on stdout).")
+    var events: EventOutput.Format = .text
+
+    @Option(help: "How long COMMAND may take to exit after SIGTERM before it is killed.")
+    var gracePeriod = GoDuration(.seconds(5))
+
+    @Flag(help: "When COMMAND exits by itself, release the lease and exit with its status instead of campaigning again.")
+    var exitWithCommand = false
+
+    @Option(help: "The election's name, for logs and metrics. (default: the lock's name)")
+    var name: String?
+
+    @Flag(help: "Create the lock's directory if it does not exist.")
+    var createDirectory = false
+
+    @Option(help: "Level of the elector's own log on stderr.")
+    var logLevel: LogLevelArgument = .warning
+
+    @Argument(parsing: .postTerminator, help: ArgumentHelp("The command to run while leading, after --.", valueName: "command"))
+    var command: [String] = []
+
+    func validate() throws {
+        if let identity, identity.isEmpty { throw ValidationError("--identity must not be empty") }
+        do {
+            try electionConfiguration(name: "validation").validate(identity: identity ?? "placeholder")
+        } catch let error as LeaderElectionError {
+            throw ValidationError(error.message)
+        }
+        if gracePeriod.duration < .zero { throw ValidationError("--grace-period must not be negative") }
+        if exitWithCommand && command.isEmpty { throw ValidationError("--exit-with-command needs a COMMAND after --") }
+    }
+
+    /// The elector configuration these options describe.
+    func electionConfiguration(name: String) -> LeaderElectionConfiguration {
+        LeaderElectionConfiguration(
+            name: name,
+            leaseDuration: leaseDuration.duration,
+            renewDeadline: renewDeadline.duration,
+            retryPeriod: retryPeriod.duration,
+            releaseOnCancel: releaseOnCancel,
+            // Renew while COMMAND drains, for as long as it may take to stop.
+            drainTimeout: command.isEmpty ? nil : gracePeriod.duration + .seconds(1)
+        )
+    }
+
+    func run() async throws {
+        logLevel.bootstrap()
+        let identity = self.identity ?? Terminal.defaultIdentity()
+        let output = EventOutput(format: events, identity: identity)
+        let url = try LockURL(parsing: lock)
+        let leaderCommand = command.isEmpty ? nil : LeaderCommand(
+            arguments: command, gracePeriod: gracePeriod.duration, lockDescription: url.description)
+        let signals = ShutdownSignals(
+            onFirst: { sig in output.note("\(identity): received \(signalName(sig)), stopping") },
+            onRepeat: { sig in
+                leaderCommand?.current.killNow()
+                _exit(128 + sig)
+            })
+
+        let resourceLock: any ResourceLock
+        do {
+            resourceLock = try LockRegistry.standard.makeLock(at: url, identity: identity, createDirectory: createDirectory)
+        } catch let error as LeaderElectionError {
+            var message = error.message
+            if error.code == .notFound && !createDirectory {
+                // Name the command-line flag rather than the API parameter.
+                message = message.replacingOccurrences(of: "pass createDirectory: true", with: "pass --create-directory")
+                if !message.contains("--create-directory") { message += " (pass --create-directory to create it)" }
+            }
+            throw LeaseCtlError("cannot open lock \(url): \(message)")
+        }
+        let session = ElectionSession(
+            lock: resourceLock,
+            configuration: electionConfiguration(name: name ?? url.lastPathComponent),
+            logger: Logger(label: "leasectl.elect"),
+            output: output,
+            command: leaderCommand,
+            exitWithCommand: exitWithCommand)
+        if events == .text { output.note("\(identity): campaigning for \(resourceLock)") }
+        let code = await signals.run { await session.run() }
+        withExtendedLifetime(signals) {}
+        if code != 0 { throw ExitCode(code) }
+    }
 }

@@ -7,8 +7,9 @@ struct LeaseCtl: AsyncParsableCommand {
         commandName: "leasectl",
         abstract: "Leader election and lease locks from the command line.",
         discussion: """
-            Locks are named by URL: file:///dir/name (flock backend, one host). \
-            etcd:// and kubernetes:// follow in later releases.
+            Locks are named by URL: file:///dir/name is the lock "name" in directory /dir (flock \
+            backend, one host); file:///dir/ (trailing slash) or a directory path stands for every lock \
+            in /dir; a plain path is a file URL. etcd:// and kubernetes:// follow in later releases.
             """,
         subcommands: [
             ElectCommand.self,

@@ -128,7 +128,7 @@ private func ghostRecord(_ holder: String = "ghost", duration: Duration = .secon
             if workStopped.withLock({ $0 }) { break }
             clock.advanceToNextDeadline()
         }
-        let result = try await run.value
+        let result: Void? = try await run.value
         #expect(result == nil)
         #expect(lock.counts.updates - updatesBefore >= 3, "renewals (at 2 s and 4 s) plus the release")
         #expect(releasedWhileWorkRan.withLock { $0 } == false, "the lease must be released only after the work stopped")
@@ -157,7 +157,7 @@ private func ghostRecord(_ holder: String = "ghost", duration: Duration = .secon
         run.cancel()
         try await settle(clock, parked: 2, locks: [lock])
         clock.advance(by: .seconds(3))
-        let result = try await run.value
+        let result: Void? = try await run.value
         #expect(result == nil)
         let record = try await lock.get()
         #expect(record?.record.holderIdentity == "a", "not released while the work may still run")

@@ -1,0 +1,153 @@
+import Foundation
+import Synchronization
+import Testing
+@testable import leasectl
+
+/// Runs the built `leasectl` binary (it sits next to the test bundle, since this target depends on it).
+enum LeasectlHarness {
+    /// The path of the `leasectl` executable built with the tests.
+    static let executable: String = {
+        let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        var directory = URL(fileURLWithPath: me).deletingLastPathComponent()
+        // On some platforms the test binary sits inside a bundle directory.
+        for _ in 0..<4 where !FileManager.default.isExecutableFile(atPath: directory.appendingPathComponent("leasectl").path) {
+            directory.deleteLastPathComponent()
+        }
+        return directory.appendingPathComponent("leasectl").path
+    }()
+
+    /// What a finished `leasectl` run printed and how it exited.
+    struct Output: Sendable, CustomStringConvertible {
+        var status: ProcessExitStatus
+        var stdout: String
+        var stderr: String
+        var description: String { "\(status)\n--- stdout\n\(stdout)--- stderr\n\(stderr)" }
+    }
+
+    /// Runs `leasectl arguments…` to completion, killing it after `timeout`.
+    static func run(_ arguments: [String], timeout: Duration = .seconds(30)) async throws -> Output {
+        let process = try ChildProcess.spawn(
+            [executable] + arguments, standardInput: .null, standardOutput: .pipe, standardError: .pipe)
+        let stdout = collect(process.standardOutput!)
+        let stderr = collect(process.standardError!)
+        var status = await process.waitUntilExit(timeout: timeout)
+        if status == nil {
+            process.signal(SIGKILL)
+            status = await process.waitUntilExit()
+            Issue.record("leasectl \(arguments.joined(separator: " ")) did not finish within \(timeout)")
+        }
+        return Output(status: status!, stdout: await stdout.value, stderr: await stderr.value)
+    }
+
+    /// Reads `fd` to end of file on a thread of its own, then closes it.
+    static func collect(_ fd: Int32) -> Task<String, Never> {
+        let (stream, continuation) = AsyncStream.makeStream(of: String.self)
+        Thread.detachNewThread {
+            var text = ""
+            LineReader.forEachLine(of: fd) { text += $0 + "\n" }
+            close(fd)
+            continuation.yield(text)
+            continuation.finish()
+        }
+        return Task { await stream.first { _ in true } ?? "" }
+    }
+
+    /// A new empty directory under the temporary directory, removed by `cleanUp`.
+    static func temporaryDirectory() throws -> String {
+        var template = Array("/tmp/leasectl-tests.XXXXXX".utf8CString)
+        guard let path = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+            throw LeaseCtlError("mkdtemp failed")
+        }
+        return String(cString: path)
+    }
+
+    /// Removes a directory made by ``temporaryDirectory()``.
+    static func cleanUp(_ directory: String) {
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}
+
+/// Several `leasectl elect --events json` processes on one lock, their events, and the kills a test made.
+final class CandidateGroup: Sendable {
+    let lock: String
+    let arguments: [String]
+    let directory: String
+    let hub = ElectionEventHub()
+    private let processes = Mutex<[String: CandidateProcess]>([:])
+    /// Kill times (`CLOCK_MONOTONIC`) by the fencing token of the term that was leading.
+    private let killedTerms = Mutex<[Int: UInt64]>([:])
+
+    init(lock: String, directory: String, arguments: [String]) {
+        self.lock = lock
+        self.directory = directory
+        self.arguments = arguments
+    }
+
+    /// Starts a candidate (again) under `identity`.
+    func start(_ identity: String, command: [String] = []) throws {
+        let candidate = try CandidateProcess.start(
+            executable: LeasectlHarness.executable, lock: lock, identity: identity,
+            arguments: arguments + (command.isEmpty ? [] : ["--"] + command),
+            hub: hub, logPath: "\(directory)/\(identity).log")
+        processes.withLock { $0[identity] = candidate }
+    }
+
+    func process(_ identity: String) -> CandidateProcess? { processes.withLock { $0[identity] } }
+
+    var identities: [String] { processes.withLock { $0.keys.sorted() } }
+
+    /// The first event matching `predicate` after `after`, or a recorded test failure.
+    func await(
+        _ what: String, after: Int = 0, timeout: Duration = .seconds(20),
+        where predicate: @escaping @Sendable (ElectionEventLine) -> Bool
+    ) async throws -> ElectionEventLine {
+        guard let entry = await hub.first(after: after, timeout: timeout, where: predicate) else {
+            throw LeaseCtlError("timed out waiting for \(what); events:\n" + hub.entries.map { "\($0.line)" }.joined(separator: "\n") + "\n" + logs())
+        }
+        return entry.line
+    }
+
+    /// Waits until every candidate in `identities` has reported `leader` as leader (after `after`).
+    func awaitObservers(of leader: String, identities: [String], after: Int) async throws {
+        for identity in identities {
+            _ = try await self.await("\(identity) to observe \(leader)", after: after) {
+                $0.identity == identity && $0.event == "newLeader" && $0.leader == leader
+            }
+        }
+    }
+
+    /// SIGKILLs `identity`, which leads term `fencingToken`; returns the kill time.
+    func kill(_ identity: String, leadingTerm fencingToken: Int) async -> UInt64 {
+        let at = Terminal.monotonicNanos()
+        killedTerms.withLock { $0[fencingToken] = at }
+        process(identity)?.process.signal(SIGKILL)
+        _ = await process(identity)?.process.waitUntilExit(timeout: .seconds(10))
+        return at
+    }
+
+    var kills: [Int: UInt64] { killedTerms.withLock { $0 } }
+
+    /// SIGTERMs every candidate and waits (bounded) for all to exit; SIGKILL for stragglers.
+    func stopAll() async {
+        let all = processes.withLock { state in
+            defer { state = [:] }
+            return Array(state.values)
+        }
+        for candidate in all { candidate.process.signal(SIGTERM) }
+        for candidate in all {
+            if await candidate.process.waitUntilExit(timeout: .seconds(15)) == nil {
+                candidate.process.signal(SIGKILL)
+                _ = await candidate.process.waitUntilExit()
+            }
+            await candidate.outputClosed.value
+        }
+    }
+
+    /// The candidates' standard error logs, for failure messages.
+    func logs() -> String {
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".log") }) ?? []
+        return files.sorted().map { file in
+            "--- \(file)\n" + ((try? String(contentsOfFile: "\(directory)/\(file)", encoding: .utf8)) ?? "")
+        }.joined()
+    }
+}
