@@ -21,8 +21,9 @@
 /// - Undecodable stored data makes ``get()`` throw ``LeaderElectionError/Code/corruptRecord`` carrying the
 ///   data's version in ``LeaderElectionError/version``, and ``update(_:expecting:)`` with that version
 ///   replaces it. Nothing else is ever lost or half-written.
-/// - Failures are ``LeaderElectionError``s with the matching code; methods honour task cancellation and
-///   never block a thread of Swift's cooperative pool.
+/// - Failures are ``LeaderElectionError``s with the matching code. Methods honour task cancellation by
+///   throwing `CancellationError` (a write that has already been committed is reported as a success, never
+///   as cancelled) and never block a thread of Swift's cooperative pool.
 /// - ``changes()``, when not `nil`, yields after every change of the stored record made by anyone,
 ///   possibly coalesced; it may yield spuriously.
 ///
