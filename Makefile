@@ -2,7 +2,7 @@
 SWIFT ?= swift
 export PATH := $(PATH):/opt/swift/usr/bin
 
-.PHONY: all bootstrap build test demo bench clean
+.PHONY: all bootstrap build test compose-check demo bench clean
 
 all: build
 
@@ -12,20 +12,27 @@ bootstrap:
 build: bootstrap
 	$(SWIFT) build
 
-# Builds everything (including the leasectl binary the multi-process tests spawn), then runs every test target.
-test: bootstrap
+# Validates docker-compose.yml first, builds everything (including the leasectl binary the multi-process tests
+# spawn), then runs every test target.
+test: bootstrap compose-check
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+
+# Validates docker-compose.yml (the 3-member etcd cluster for manual use); needs no Docker engine.
+compose-check: bootstrap
+	docker-compose -f docker-compose.yml config -q
 
 # Three `leasectl elect` processes on a temporary flock directory: election, graceful hand-off, SIGKILL takeover.
 demo: bootstrap
 	$(SWIFT) build --product leasectl
 	$$($(SWIFT) build --show-bin-path)/leasectl demo
 
-# Placeholder until the benchmarks issue: fails loudly rather than pretending to measure.
-bench:
-	@echo "make bench: benchmarks are not implemented yet (tracked in the performance issue)" >&2
-	@exit 1
+# Release-builds lease-bench (own scratch path, so it never fights the debug build) and runs it: it starts its own
+# etcd, prints a Markdown table and writes bench/results.json (docs/performance.md). Extra flags: BENCH_ARGS="--rounds 7".
+BENCH_SCRATCH ?= .build-release
+bench: bootstrap
+	$(SWIFT) build -c release --scratch-path $(BENCH_SCRATCH) --product lease-bench
+	GRPC_VERBOSITY=NONE $$($(SWIFT) build -c release --scratch-path $(BENCH_SCRATCH) --show-bin-path)/lease-bench --output bench/results.json $(BENCH_ARGS)
 
 clean:
 	rm -rf .build

@@ -12,6 +12,8 @@ let package = Package(
         .library(name: "LeaderElection", targets: ["LeaderElection"]),
         .library(name: "FileLock", targets: ["FileLock"]),
         .library(name: "LockConformance", targets: ["LockConformance"]),
+        .library(name: "Etcd", targets: ["Etcd"]),
+        .library(name: "EtcdLock", targets: ["EtcdLock"]),
         .executable(name: "leasectl", targets: ["leasectl"]),
     ],
     dependencies: [
@@ -41,11 +43,40 @@ let package = Package(
             dependencies: ["LeaderElection", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
+        // gRPC core + protobuf-c shim for etcd v3 (C). Linked by name: pkgConfig "grpc" breaks SwiftPM.
+        .target(
+            name: "CEtcdShim",
+            path: "Sources/CEtcdShim",
+            sources: ["etcd_shim.c", "generated"],
+            publicHeadersPath: "include",
+            cSettings: [.define("_GNU_SOURCE")],
+            linkerSettings: [.linkedLibrary("grpc"), .linkedLibrary("gpr"), .linkedLibrary("protobuf-c")]
+        ),
+        // Async Swift etcd v3 client over CEtcdShim.
+        .target(
+            name: "Etcd",
+            dependencies: ["CEtcdShim", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        // ResourceLock over an etcd key.
+        .target(
+            name: "EtcdLock",
+            dependencies: ["Etcd", "LeaderElection", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        // Starts real etcd servers (single member, 3-member cluster, TLS) for tests. Not a product.
+        .target(
+            name: "EtcdTesting",
+            dependencies: [],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "leasectl",
             dependencies: [
                 "LeaderElection",
                 "FileLock",
+                "Etcd",
+                "EtcdLock",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -72,8 +103,35 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "EtcdTestingTests",
+            dependencies: ["EtcdTesting"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "CEtcdShimTests",
+            dependencies: ["CEtcdShim", "EtcdTesting"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "EtcdTests",
+            dependencies: ["Etcd", "EtcdTesting"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "EtcdLockTests",
+            dependencies: ["EtcdLock", "Etcd", "EtcdTesting", "LeaderElection", "LockConformance"],
+            swiftSettings: swiftSettings
+        ),
+        // `make bench`: starts the backends itself and measures them (release build).
+        .executableTarget(
+            name: "lease-bench",
+            dependencies: ["Etcd", "EtcdLock", "EtcdTesting", "LeaderElection", "FileLock"],
+            path: "Sources/lease-bench",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "LeasectlTests",
-            dependencies: ["leasectl", "FileLock", "LeaderElection"],
+            dependencies: ["EtcdTesting", "leasectl", "FileLock", "LeaderElection"],
             swiftSettings: swiftSettings
         ),
     ]

@@ -69,6 +69,10 @@ extension LeaderElectionRecord {
             guard let t = MicroTime(rfc3339: s) else { throw corrupt("\(key) is not an RFC 3339 time: \(s.prefix(64))") }
             return t
         }
+        // client-go always writes these two fields: a JSON document without them is not a record.
+        guard dict["holderIdentity"] != nil, dict["leaseDurationSeconds"] != nil else {
+            throw corrupt("holderIdentity and leaseDurationSeconds are required (a foreign JSON document?)")
+        }
         let holder = try string("holderIdentity") ?? ""
         let durationNumber = try number("leaseDurationSeconds")
         let durationSeconds = durationNumber?.doubleValue ?? 0

@@ -21,8 +21,19 @@ struct ElectCommand: AsyncParsableCommand {
             SIGTERM or SIGINT stops the command, releases the lease (unless --no-release-on-cancel) and \
             exits 0; a second signal kills the command and exits at once.
 
-            Example:
+            --lock is file:///dir/name (a flock-based lock on this host; a crashed leader is replaced as \
+            soon as the kernel drops its flock) or etcd://HOST:PORT[,HOST:PORT...]/path/to/key (the etcd \
+            key /path/to/key, for candidates on many hosts; a crashed leader is replaced once \
+            --lease-duration has passed without renewal). etcd connections take the --etcd-* options; \
+            each etcd request may take max(1s, --renew-deadline/2) unless --etcd-dial-timeout says \
+            otherwise. Errors reaching etcd are noted on stderr while leasectl keeps retrying; rejected \
+            credentials at startup end it with status 1.
+
+            Examples:
               leasectl elect --lock file:///run/locks/cron --events json -- ./run-jobs.sh
+              export ETCD_PASSWORD=...
+              leasectl elect --lock etcd://10.0.0.1,10.0.0.2/leader-election/default/cron \\
+                --etcd-user cron --etcd-cacert ca.pem -- ./run-jobs.sh
             """
     )
 
@@ -56,8 +67,11 @@ struct ElectCommand: AsyncParsableCommand {
     @Option(help: "The election's name, for logs and metrics. (default: the lock's name)")
     var name: String?
 
-    @Flag(help: "Create the lock's directory if it does not exist.")
+    @Flag(help: "Create the lock's directory if it does not exist (file locks).")
     var createDirectory = false
+
+    @OptionGroup(title: "etcd connection")
+    var etcd: EtcdOptions
 
     @Option(help: "Level of the elector's own log on stderr.")
     var logLevel: LogLevelArgument = .warning
@@ -94,6 +108,9 @@ struct ElectCommand: AsyncParsableCommand {
         let identity = self.identity ?? Terminal.defaultIdentity()
         let output = EventOutput(format: events, identity: identity)
         let url = try LockURL(parsing: lock)
+        let registry = LockRegistry.standard(
+            etcd: try etcd.settings(defaultTimeout: EtcdOptions.electTimeout(renewDeadline: renewDeadline.duration)))
+        defer { registry.close() }
         let leaderCommand = command.isEmpty ? nil : LeaderCommand(
             arguments: command, gracePeriod: gracePeriod.duration, lockDescription: url.description)
         let signals = ShutdownSignals(
@@ -103,9 +120,9 @@ struct ElectCommand: AsyncParsableCommand {
                 _exit(128 + sig)
             })
 
-        let resourceLock: any ResourceLock
+        var resourceLock: any ResourceLock
         do {
-            resourceLock = try LockRegistry.standard.makeLock(at: url, identity: identity, createDirectory: createDirectory)
+            resourceLock = try registry.makeLock(at: url, identity: identity, createDirectory: createDirectory)
         } catch let error as LeaderElectionError {
             var message = error.message
             if error.code == .notFound && !createDirectory {
@@ -115,6 +132,22 @@ struct ElectCommand: AsyncParsableCommand {
             }
             throw LeaseCtlError("cannot open lock \(url): \(message)")
         }
+        if events == .text { output.note("\(identity): campaigning for \(resourceLock)") }
+        if url.scheme != "file" {
+            // A network store: say when it fails and recovers (the elector retries quietly), and give up at
+            // once when it rejects us.
+            let reporting = ReportingLock(
+                resourceLock, report: { output.note($0) }, describe: { registry.describe($0, for: url) })
+            do {
+                _ = try await resourceLock.get()
+            } catch let error as LeaderElectionError where error.code == .unauthorized || error.code == .invalidConfiguration {
+                throw LeaseCtlError("cannot campaign on \(url): \(registry.describe(error, for: url))")
+            } catch let error as LeaderElectionError {
+                // Unreachable, or a corrupt record: the elector copes, retrying.
+                reporting.noteFailure(error)
+            }
+            resourceLock = reporting
+        }
         let session = ElectionSession(
             lock: resourceLock,
             configuration: electionConfiguration(name: name ?? url.lastPathComponent),
@@ -122,7 +155,6 @@ struct ElectCommand: AsyncParsableCommand {
             output: output,
             command: leaderCommand,
             exitWithCommand: exitWithCommand)
-        if events == .text { output.note("\(identity): campaigning for \(resourceLock)") }
         let code = await signals.run { await session.run() }
         withExtendedLifetime(signals) {}
         if code != 0 { throw ExitCode(code) }

@@ -17,7 +17,7 @@ struct FileLockBackend: LockBackend {
         return try FileLock(directory: url.parentPath, name: name, identity: identity, createDirectory: createDirectory)
     }
 
-    func locks(at url: LockURL) throws -> [LockURL] {
+    func locks(at url: LockURL) async throws -> [LockURL] {
         guard url.isCollection || isDirectory(url.path) else { return [url] }
         let directory = url.isCollection && url.path.count > 1 ? String(url.path.dropLast()) : url.path
         return try FileLock.listLocks(in: directory).sorted().map { url.asCollection.appending($0) }

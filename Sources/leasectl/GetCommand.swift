@@ -12,6 +12,11 @@ struct GetCommand: AsyncParsableCommand {
             Each URL names one lock (file:///dir/name) or a directory of them (file:///dir/, or any path \
             that is a directory), listing every lock inside. Without URL, lists the current directory.
 
+            etcd://HOST:PORT[,HOST:PORT...]/path/to/key names the lock at the etcd key /path/to/key; with a \
+            trailing slash (etcd://HOST:PORT/leader-election/default/) it lists every key under that prefix, \
+            named by their path below it. Connect with the --etcd-* options (TLS, user); the password comes \
+            from $ETCD_PASSWORD or --etcd-password-file.
+
             Columns: NAME; HOLDER (<none> when free, <corrupt> when the record does not decode); AGE since \
             the holder acquired the lock; TRANSITIONS, the number of hand-overs (the fencing token); and \
             EXPIRES IN, an ESTIMATE of renewTime + leaseDuration - now by this host's wall clock (the \
@@ -25,7 +30,7 @@ struct GetCommand: AsyncParsableCommand {
         case table, json, yaml
     }
 
-    @Argument(help: ArgumentHelp("Locks or directories of locks. (default: the current directory)", valueName: "url"))
+    @Argument(help: ArgumentHelp("Locks or collections of locks. (default: the current directory)", valueName: "url"))
     var urls: [String] = []
 
     @Option(name: .shortAndLong, help: "Output format: table, json (client-go field names plus lock URL and version) or yaml.")
@@ -34,9 +39,14 @@ struct GetCommand: AsyncParsableCommand {
     @Flag(name: .shortAndLong, help: "After listing, print a lock again whenever it changes, until interrupted.")
     var watch = false
 
+    @OptionGroup(title: "etcd connection")
+    var etcd: EtcdOptions
+
     func run() async throws {
-        let targets = try resolveTargets()
-        let getter = LeaseGetter(targets: targets, format: output)
+        let registry = LockRegistry.standard(etcd: try etcd.settings(defaultTimeout: .seconds(5)))
+        defer { registry.close() }
+        let targets = try resolveTargets(registry)
+        let getter = LeaseGetter(targets: targets, format: output, registry: registry)
         if watch {
             let signals = ShutdownSignals()
             await signals.run { await getter.watch() }
@@ -47,11 +57,11 @@ struct GetCommand: AsyncParsableCommand {
         if code != 0 { throw ExitCode(code) }
     }
 
-    private func resolveTargets() throws -> [LeaseGetter.Target] {
+    private func resolveTargets(_ registry: LockRegistry) throws -> [LeaseGetter.Target] {
         let texts = urls.isEmpty ? [FileManager.default.currentDirectoryPath + "/"] : urls
         return try texts.map { text in
             let url = try LockURL(parsing: text)
-            _ = try LockRegistry.standard.backend(for: url)
+            _ = try registry.backend(for: url)
             return LeaseGetter.Target(url: url)
         }
     }
@@ -64,62 +74,74 @@ struct LeaseGetter: Sendable {
         var url: LockURL
     }
 
+    /// A lock a target stands for, and the name it is shown under.
+    struct Found: Sendable {
+        var url: LockURL
+        var name: String
+    }
+
     let targets: [Target]
     let format: GetCommand.OutputFormat
-    let registry = LockRegistry.standard
+    let registry: LockRegistry
     private let readerIdentity = "leasectl-get_\(UUID().uuidString.lowercased())"
 
-    init(targets: [Target], format: GetCommand.OutputFormat) {
+    init(targets: [Target], format: GetCommand.OutputFormat, registry: LockRegistry = .standard) {
         self.targets = targets
         self.format = format
+        self.registry = registry
     }
 
+    /// The name to show for `url`, found by expanding `target`: its path below the collection (just the
+    /// lock's name for a directory; `namespace/name` for an etcd prefix two levels up), else its last component.
+    static func displayName(of url: LockURL, in target: LockURL) -> String {
+        let base = target.asCollection.path
+        if url != target, url.path.count > base.count, url.path.hasPrefix(base) {
+            return String(url.path.dropFirst(base.count))
+        }
+        return url.lastPathComponent
+    }
+
+    /// Every lock the targets stand for, opened for reading. Problems are reported on stderr. `single` is
     /// `true` when the output names a single lock (print an object, not a list).
-    private var isSingleLock: Bool {
-        targets.count == 1 && !targets[0].url.isCollection && (try? registry.locks(at: targets[0].url)) == [targets[0].url]
-    }
-
-    /// Every lock the targets stand for, opened for reading. Problems are reported on stderr.
-    private func openLocks() -> (locks: [(LockURL, any ResourceLock)], failed: Bool) {
-        var result: [(LockURL, any ResourceLock)] = []
+    private func openLocks() async -> (locks: [(Found, any ResourceLock)], failed: Bool, single: Bool) {
+        var result: [(Found, any ResourceLock)] = []
         var failed = false
+        var single = false
         var seen = Set<LockURL>()
         for target in targets {
             do {
-                let urls = try registry.locks(at: target.url)
-                if try urls.isEmpty && !isExplicitLock(target.url) {
+                let urls = try await registry.locks(at: target.url)
+                if urls.isEmpty {
                     Terminal.err("No locks found in \(target.url.asCollection).")
                 }
+                single = targets.count == 1 && !target.url.isCollection && urls == [target.url]
                 for url in urls where seen.insert(url).inserted {
                     do {
-                        result.append((url, try registry.makeLock(at: url, identity: readerIdentity)))
+                        let found = Found(url: url, name: Self.displayName(of: url, in: target.url))
+                        result.append((found, try registry.makeLock(at: url, identity: readerIdentity)))
                     } catch {
-                        Terminal.err("Error: \(url): \(Self.describe(error))")
+                        Terminal.err("Error: \(url): \(registry.describe(error, for: url))")
                         failed = true
                     }
                 }
             } catch {
-                Terminal.err("Error: \(target.url): \(Self.describe(error))")
+                Terminal.err("Error: \(target.url): \(registry.describe(error, for: target.url))")
                 failed = true
             }
         }
-        return (result, failed)
+        return (result, failed, single)
     }
 
-    private func isExplicitLock(_ url: LockURL) throws -> Bool {
-        try registry.locks(at: url) == [url]
-    }
-
-    private func readAll(_ locks: [(LockURL, any ResourceLock)]) async -> [LeaseSnapshot] {
-        var snapshots: [LeaseSnapshot] = []
-        for (url, lock) in locks { snapshots.append(await LeaseSnapshot.read(lock, url: url)) }
-        return snapshots
+    private func read(_ found: Found, _ lock: any ResourceLock) async -> LeaseSnapshot {
+        let registry = self.registry
+        return await LeaseSnapshot.read(lock, url: found.url, name: found.name) { registry.describe($0, for: found.url) }
     }
 
     /// Prints every lock once. Returns the exit status: 1 if a lock was missing or could not be read.
     func printOnce() async -> Int32 {
-        let (locks, openFailed) = openLocks()
-        var snapshots = await readAll(locks)
+        let (locks, openFailed, isSingleLock) = await openLocks()
+        var snapshots: [LeaseSnapshot] = []
+        for (found, lock) in locks { snapshots.append(await read(found, lock)) }
         var failed = openFailed
         // A lock named explicitly that has no record is an error, as `kubectl get lease x` is.
         snapshots.removeAll { snapshot in
@@ -157,13 +179,21 @@ struct LeaseGetter: Sendable {
     func watch() async {
         var table: TextTable?
         var printed: [LockURL: String] = [:]
-        var opened: [LockURL: any ResourceLock] = [:]
+        var opened: [LockURL: (Found, any ResourceLock)] = [:]
         var order: [LockURL] = []
         var reported: Set<String> = []
         let (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         var feeds: [Task<Void, Never>] = []
         // Poll every second when some lock has no change feed, or to find new locks in a collection.
-        let polls = Mutex(targets.contains { $0.url.isCollection || (try? registry.locks(at: $0.url)) != [$0.url] })
+        var needsPolling = false
+        for target in targets where !needsPolling {
+            if target.url.isCollection {
+                needsPolling = true
+            } else {
+                needsPolling = (try? await registry.locks(at: target.url)) != [target.url]
+            }
+        }
+        let polls = Mutex(needsPolling)
         let ticker = Task {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(1))
@@ -182,14 +212,15 @@ struct LeaseGetter: Sendable {
             if Task.isCancelled { break }
             for target in targets {
                 let urls: [LockURL]
-                do { urls = try registry.locks(at: target.url) } catch {
-                    report("Error: \(target.url): \(Self.describe(error))")
+                do { urls = try await registry.locks(at: target.url) } catch {
+                    if Task.isCancelled { break }
+                    report("Error: \(target.url): \(registry.describe(error, for: target.url))")
                     continue
                 }
                 for url in urls where opened[url] == nil {
                     do {
                         let lock = try registry.makeLock(at: url, identity: readerIdentity)
-                        opened[url] = lock
+                        opened[url] = (Found(url: url, name: Self.displayName(of: url, in: target.url)), lock)
                         order.append(url)
                         if let changes = lock.changes() {
                             feeds.append(Task {
@@ -199,13 +230,14 @@ struct LeaseGetter: Sendable {
                             polls.withLock { $0 = true }
                         }
                     } catch {
-                        report("Error: \(url): \(Self.describe(error))")
+                        report("Error: \(url): \(registry.describe(error, for: url))")
                     }
                 }
             }
             var snapshots: [LeaseSnapshot] = []
             for url in order {
-                snapshots.append(await LeaseSnapshot.read(opened[url]!, url: url))
+                let (found, lock) = opened[url]!
+                snapshots.append(await read(found, lock))
             }
             if table == nil, format == .table, !snapshots.isEmpty {
                 let layout = TextTable(header: LeaseSnapshot.columns, rows: snapshots.map(\.cells))
@@ -221,11 +253,5 @@ struct LeaseGetter: Sendable {
                 }
             }
         }
-    }
-
-    /// A short message for `error`.
-    static func describe(_ error: any Error) -> String {
-        if let error = error as? LeaderElectionError { return error.message }
-        return "\(error)"
     }
 }

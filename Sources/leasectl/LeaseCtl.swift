@@ -9,7 +9,14 @@ struct LeaseCtl: AsyncParsableCommand {
         discussion: """
             Locks are named by URL: file:///dir/name is the lock "name" in directory /dir (flock \
             backend, one host); file:///dir/ (trailing slash) or a directory path stands for every lock \
-            in /dir; a plain path is a file URL. etcd:// and kubernetes:// follow in later releases.
+            in /dir; a plain path is a file URL.
+
+            etcd://HOST:PORT[,HOST:PORT...]/path/to/key is the lock stored at the etcd key /path/to/key \
+            (for example etcd://127.0.0.1:2379/leader-election/default/cron; the port defaults to 2379, \
+            several endpoints are one cluster); etcd://HOST:PORT/path/to/ (trailing slash) stands for every \
+            key under that prefix. elect, get and release connect with --etcd-cacert, --etcd-cert and \
+            --etcd-key (TLS, mutual TLS) and --etcd-user, whose password comes from $ETCD_PASSWORD or \
+            --etcd-password-file. kubernetes:// follows in a later release.
             """,
         subcommands: [
             ElectCommand.self,

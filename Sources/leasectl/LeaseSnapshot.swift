@@ -22,7 +22,14 @@ struct LeaseSnapshot: Sendable {
     var readAt: MicroTime
 
     /// Reads `lock` now.
-    static func read(_ lock: any ResourceLock, url: LockURL) async -> LeaseSnapshot {
+    ///
+    /// - Parameters:
+    ///   - name: the name to show (default: the last component of `url`).
+    ///   - describe: the message for a failed read.
+    static func read(
+        _ lock: any ResourceLock, url: LockURL, name: String? = nil,
+        describe: (any Error) -> String = { LockRegistry.describe($0) }
+    ) async -> LeaseSnapshot {
         let state: State
         do {
             if let fetched = try await lock.get() {
@@ -32,12 +39,10 @@ struct LeaseSnapshot: Sendable {
             }
         } catch let error as LeaderElectionError where error.code == .corruptRecord {
             state = .corrupt(message: error.message, version: error.version)
-        } catch let error as LeaderElectionError {
-            state = .failed(error.message)
         } catch {
-            state = .failed("\(error)")
+            state = .failed(describe(error))
         }
-        return LeaseSnapshot(url: url, name: url.lastPathComponent, state: state, readAt: .now())
+        return LeaseSnapshot(url: url, name: name ?? url.lastPathComponent, state: state, readAt: .now())
     }
 
     /// Identifies what was read, to tell whether a lock changed between two reads.

@@ -3,14 +3,22 @@ import LeaderElection
 /// The lock backends `leasectl` knows, by URL scheme.
 ///
 /// ```swift
-/// let lock = try LockRegistry.standard.makeLock(at: LockURL(parsing: "file:///run/locks/x"), identity: id)
+/// let registry = LockRegistry.standard(etcd: settings)
+/// defer { registry.close() }
+/// let lock = try registry.makeLock(at: LockURL(parsing: "etcd://127.0.0.1:2379/leader-election/default/x"), identity: id)
 /// ```
 struct LockRegistry: Sendable {
-    /// The backends built into this `leasectl`.
-    static let standard = LockRegistry([FileLockBackend()])
+    /// The backends built into this `leasectl`: `file`, and `etcd` with default connection settings
+    /// (plaintext, no authentication, 5 s request timeout). Commands use ``standard(etcd:)`` instead.
+    static let standard = LockRegistry.standard(etcd: EtcdConnectionSettings())
+
+    /// The backends built into this `leasectl`, connecting to etcd with `settings`. Call ``close()`` at exit.
+    static func standard(etcd settings: EtcdConnectionSettings) -> LockRegistry {
+        LockRegistry([FileLockBackend(), EtcdLockBackend(pool: EtcdClientPool(settings: settings))])
+    }
 
     /// Schemes that are planned but not built in yet, named in errors so users know why they fail.
-    static let plannedSchemes = ["etcd", "kubernetes"]
+    static let plannedSchemes = ["kubernetes"]
 
     private let backends: [String: any LockBackend]
 
@@ -47,7 +55,25 @@ struct LockRegistry: Sendable {
     }
 
     /// The locks `url` stands for (one, or every lock of a collection).
-    func locks(at url: LockURL) throws -> [LockURL] {
-        try backend(for: url).locks(at: url)
+    func locks(at url: LockURL) async throws -> [LockURL] {
+        try await backend(for: url).locks(at: url)
+    }
+
+    /// A message for `error` from the backend of `url` or one of its locks, with the backend's hints.
+    func describe(_ error: any Error, for url: LockURL) -> String {
+        guard let backend = backends[url.scheme] else { return Self.describe(error) }
+        return backend.describe(error, for: url)
+    }
+
+    /// Closes every backend's connections. Call once, when the command is done with its locks.
+    func close() {
+        for backend in backends.values { backend.close() }
+    }
+
+    /// A short message for `error`, without backend hints.
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? LeaderElectionError { return error.message }
+        if let error = error as? LeaseCtlError { return error.message }
+        return "\(error)"
     }
 }

@@ -6,8 +6,9 @@ import Foundation
 /// - `file:///var/run/locks/` (trailing slash) names every lock in the directory.
 /// - `file:/var/run/locks/scheduler` (the form `FileLock` prints) and plain paths (`/var/run/locks/x`,
 ///   `./locks/x`) are accepted as `file` URLs; relative paths are resolved against the working directory.
-/// - Other schemes (`etcd://host:2379/prefix/name`, `kubernetes://namespace/name`) are parsed the same
-///   way and handed to the backend registered for the scheme in ``LockRegistry``.
+/// - Other schemes (`etcd://host:2379[,host:2379…]/prefix/namespace/name`, `kubernetes://namespace/name`)
+///   are parsed the same way (the authority kept as written) and handed to the backend registered for the
+///   scheme in ``LockRegistry``; see ``EtcdLockBackend`` for how etcd URLs map to keys.
 struct LockURL: Hashable, Sendable, CustomStringConvertible {
     /// The lowercased scheme, such as `file`.
     var scheme: String

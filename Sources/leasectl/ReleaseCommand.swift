@@ -17,6 +17,13 @@ struct ReleaseCommand: AsyncParsableCommand {
             A lease looks live while renewTime + leaseDuration is in the future by this host's clock and the \
             backend has not verified that the holder is gone. --force releases it anyway, and also \
             replaces a record that does not decode.
+
+            The lock is file:///dir/name or etcd://HOST:PORT[,HOST:PORT...]/path/to/key (the etcd key \
+            /path/to/key; connect with the --etcd-* options). For etcd the compare-and-swap is a \
+            transaction on the key's mod revision.
+
+            Example:
+              leasectl release --force etcd://127.0.0.1:2379/leader-election/default/cron
             """
     )
 
@@ -26,10 +33,20 @@ struct ReleaseCommand: AsyncParsableCommand {
     @Flag(help: "Release a lease that still looks live, and replace a corrupt record.")
     var force = false
 
+    @OptionGroup(title: "etcd connection")
+    var etcd: EtcdOptions
+
     func run() async throws {
         let lockURL = try LockURL(parsing: url)
-        let lock = try LockRegistry.standard.makeLock(at: lockURL, identity: "leasectl-release_\(UUID().uuidString.lowercased())")
-        let outcome = try await Self.release(lock, force: force)
+        let registry = LockRegistry.standard(etcd: try etcd.settings(defaultTimeout: .seconds(5)))
+        defer { registry.close() }
+        let lock = try registry.makeLock(at: lockURL, identity: "leasectl-release_\(UUID().uuidString.lowercased())")
+        let outcome: Outcome
+        do {
+            outcome = try await Self.release(lock, force: force)
+        } catch let error as LeaderElectionError {
+            throw LeaseCtlError("cannot release lock \(lock): \(registry.describe(error, for: lockURL))")
+        }
         Terminal.out(outcome.message(lock: "\(lock)"))
     }
 

@@ -212,7 +212,10 @@ struct FileLockLivenessTests {
             let marker = try FileLock(directory: dir, name: "app", identity: "m")
             _ = try await marker.update(sampleRecord(holder: ""), expecting: try #require(try await marker.get()).version)
             #expect(await recorder.wait(forCountAbove: 0, timeout: .seconds(10)))
-            #expect(recorder.count == 1)
+            // A feedback loop would wake the feed at least once per probe (20+). A few wake-ups are possible
+            // without one: the marker write is several inotify events, and processes other tests spawn
+            // close inherited descriptors at exec.
+            #expect(recorder.count < 10)
         }
     }
 }

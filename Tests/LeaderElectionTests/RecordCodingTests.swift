@@ -51,7 +51,7 @@ import Testing
 
     @Test(arguments: [
         "", "null", "[]", "{\"holderIdentity\": 5}", "{\"leaseDurationSeconds\": -1}", "{\"leaderTransitions\": 1.5}",
-        "{\"renewTime\": \"yesterday\"}", "{\"leaseDurationSeconds\": \"15\"}", "\u{0}\u{1}", "{\"holderIdentity\":\"a\"",
+        "{\"renewTime\": \"yesterday\"}", "{\"leaseDurationSeconds\": \"15\"}", "{}", "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\"}", "\u{0}\u{1}", "{\"holderIdentity\":\"a\"",
     ])
     func garbageIsATypedCorruptRecordError(_ text: String) {
         #expect {

@@ -104,7 +104,8 @@ extension ProcessTests {
             #expect(output.stderr.contains("leaseDuration must be greater than renewDeadline"))
             let unknown = try await LeasectlHarness.run(["elect", "--lock", "nosuch://x/y"])
             #expect(unknown.status == .exited(1))
-            #expect(unknown.stderr.contains("known schemes: file"))
+            #expect(unknown.stderr.contains("known schemes: etcd (etcd://"), "\(unknown)")
+            #expect(unknown.stderr.contains("file (file:///var/run/locks/NAME)"), "\(unknown)")
         }
     }
 }

@@ -25,9 +25,15 @@ enum LeasectlHarness {
     }
 
     /// Runs `leasectl arguments…` to completion, killing it after `timeout`.
-    static func run(_ arguments: [String], timeout: Duration = .seconds(30)) async throws -> Output {
+    ///
+    /// - Parameter environment: variables to set (or, with `nil` values, remove) for it.
+    static func run(
+        _ arguments: [String], environment: [String: String?] = [:], timeout: Duration = .seconds(30)
+    ) async throws -> Output {
+        var variables = ProcessInfo.processInfo.environment
+        for (name, value) in environment { variables[name] = value }
         let process = try ChildProcess.spawn(
-            [executable] + arguments, standardInput: .null, standardOutput: .pipe, standardError: .pipe)
+            [executable] + arguments, environment: variables, standardInput: .null, standardOutput: .pipe, standardError: .pipe)
         let stdout = collect(process.standardOutput!)
         let stderr = collect(process.standardError!)
         var status = await process.waitUntilExit(timeout: timeout)

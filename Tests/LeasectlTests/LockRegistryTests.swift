@@ -50,10 +50,12 @@ import Testing
         let url = try LockURL(parsing: "zookeeper://zk:2181/x")
         let error = #expect(throws: LeaseCtlError.self) { try LockRegistry.standard.makeLock(at: url, identity: "i") }
         #expect(error?.message.contains("unknown lock scheme \"zookeeper\"") == true)
-        #expect(error?.message.contains("known schemes: file") == true)
-        let planned = #expect(throws: LeaseCtlError.self) { try LockRegistry.standard.makeLock("etcd://h:2379/x", identity: "i") }
+        #expect(error?.message.contains("known schemes: etcd (etcd://") == true)
+        #expect(error?.message.contains("file (file://") == true)
+        let planned = #expect(throws: LeaseCtlError.self) { try LockRegistry.standard.makeLock("kubernetes://default/x", identity: "i") }
         #expect(planned?.message.contains("not available") == true)
-        #expect(LockRegistry.standard.schemes == ["file"])
+        #expect(LockRegistry.standard.schemes == ["etcd", "file"])
+        #expect(LockRegistry.plannedSchemes == ["kubernetes"])
     }
 
     @Test func fileBackendOpensLocksAndListsDirectories() async throws {
@@ -67,9 +69,9 @@ import Testing
         _ = try await beta.create(LeaderElectionRecord(holderIdentity: "", leaseDuration: .seconds(1)))
 
         let expected = [LockURL(scheme: "file", path: "\(directory)/alpha"), LockURL(scheme: "file", path: "\(directory)/beta")]
-        #expect(try registry.locks(at: LockURL(parsing: "file://\(directory)/")) == expected)
-        #expect(try registry.locks(at: LockURL(parsing: directory)) == expected, "an existing directory lists too")
-        #expect(try registry.locks(at: LockURL(parsing: "file://\(directory)/alpha")) == [expected[0]])
+        #expect(try await registry.locks(at: LockURL(parsing: "file://\(directory)/")) == expected)
+        #expect(try await registry.locks(at: LockURL(parsing: directory)) == expected, "an existing directory lists too")
+        #expect(try await registry.locks(at: LockURL(parsing: "file://\(directory)/alpha")) == [expected[0]])
         #expect(throws: LeaseCtlError.self) { try registry.makeLock("file://\(directory)/", identity: "x") }
     }
 }

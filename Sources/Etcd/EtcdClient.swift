@@ -1,0 +1,245 @@
+import Logging
+import Synchronization
+
+/// An async etcd v3 client talking gRPC directly through the `CEtcdShim` C shim on gRPC core.
+///
+/// One client holds one gRPC channel (to one or several endpoints, with failover), one completion
+/// queue and one poller thread; every call is non-blocking for Swift's cooperative pool, and cancelling
+/// the calling task cancels the gRPC call.
+///
+/// ```swift
+/// let etcd = try EtcdClient(configuration: .init(endpoints: ["127.0.0.1:2379"]))
+/// defer { etcd.close() }
+/// _ = try await etcd.put("greeting", "hello")
+/// let kv = try await etcd.get("greeting")
+/// ```
+public final class EtcdClient: Sendable {
+    /// Connection settings.
+    public struct Configuration: Sendable {
+        /// `host:port` of every member to use; the channel fails over between them.
+        public var endpoints: [String]
+        /// TLS settings, or `nil` for plaintext.
+        public var tls: TLS?
+        /// User and password for etcd's authentication, or `nil`. The client authenticates lazily and
+        /// re-authenticates when the token expires.
+        public var credentials: Credentials?
+        /// The deadline of each unary call. Default 5 s.
+        public var requestTimeout: Duration
+        /// HTTP/2 keepalive ping interval (at least 5 s, etcd's minimum; `nil` disables). Default 10 s.
+        public var keepaliveInterval: Duration?
+        /// How long a keepalive ping may go unanswered before the connection is dropped. Default 5 s.
+        public var keepaliveTimeout: Duration
+        /// The largest message the client accepts. Default 4 MiB.
+        public var maxReceiveBytes: Int
+
+        /// TLS material, as PEM text.
+        public struct TLS: Sendable {
+            /// The CA certificate(s) to trust; `nil` uses the system roots.
+            public var caPEM: String?
+            /// A client certificate chain for mutual TLS.
+            public var certificatePEM: String?
+            /// The client certificate's private key for mutual TLS.
+            public var privateKeyPEM: String?
+            /// The name to verify in the server certificate instead of the endpoint's host.
+            public var serverName: String?
+            /// Creates TLS settings.
+            public init(caPEM: String? = nil, certificatePEM: String? = nil, privateKeyPEM: String? = nil, serverName: String? = nil) {
+                self.caPEM = caPEM
+                self.certificatePEM = certificatePEM
+                self.privateKeyPEM = privateKeyPEM
+                self.serverName = serverName
+            }
+        }
+
+        /// etcd user credentials.
+        public struct Credentials: Sendable {
+            /// The user name.
+            public var user: String
+            /// The password.
+            public var password: String
+            /// Creates credentials.
+            public init(user: String, password: String) {
+                self.user = user
+                self.password = password
+            }
+        }
+
+        /// Creates a configuration.
+        public init(
+            endpoints: [String],
+            tls: TLS? = nil,
+            credentials: Credentials? = nil,
+            requestTimeout: Duration = .seconds(5),
+            keepaliveInterval: Duration? = .seconds(10),
+            keepaliveTimeout: Duration = .seconds(5),
+            maxReceiveBytes: Int = 4 << 20
+        ) {
+            self.endpoints = endpoints
+            self.tls = tls
+            self.credentials = credentials
+            self.requestTimeout = requestTimeout
+            self.keepaliveInterval = keepaliveInterval
+            self.keepaliveTimeout = keepaliveTimeout
+            self.maxReceiveBytes = maxReceiveBytes
+        }
+    }
+
+    /// The configuration the client was created with.
+    public let configuration: Configuration
+    let transport: ShimTransport
+    private let token = Mutex<String?>(nil)
+    private let logger: Logger
+
+    /// Connects (lazily: the first call establishes the connection).
+    /// - Throws: ``EtcdError`` with ``EtcdError/Code/invalidArgument`` for an empty endpoint list or
+    ///   unusable TLS material.
+    public init(configuration: Configuration, logger: Logger = Logger(label: "etcd", factory: { _ in SwiftLogNoOpLogHandler() })) throws {
+        guard !configuration.endpoints.isEmpty else {
+            throw EtcdError(code: .invalidArgument, message: "no etcd endpoints configured")
+        }
+        for endpoint in configuration.endpoints where endpoint.isEmpty || endpoint.contains(",") || endpoint.contains("/") {
+            throw EtcdError(code: .invalidArgument, message: "invalid etcd endpoint \"\(endpoint)\": expected host:port")
+        }
+        self.configuration = configuration
+        self.logger = logger
+        var options = ShimOptions(target: configuration.endpoints.count == 1
+            ? configuration.endpoints[0]
+            : "ipv4:" + configuration.endpoints.joined(separator: ","))
+        if let tls = configuration.tls {
+            options.useTLS = true
+            options.rootPEM = tls.caPEM
+            options.certChainPEM = tls.certificatePEM
+            options.privateKeyPEM = tls.privateKeyPEM
+            options.serverNameOverride = tls.serverName
+        }
+        if let keepalive = configuration.keepaliveInterval {
+            options.keepaliveTimeMilliseconds = Int32(clamping: max(5_000, keepalive.milliseconds))
+        }
+        options.keepaliveTimeoutMilliseconds = Int32(clamping: configuration.keepaliveTimeout.milliseconds)
+        options.maxReceiveBytes = Int32(clamping: configuration.maxReceiveBytes)
+        transport = try ShimTransport(options)
+    }
+
+    /// Cancels every call in flight and releases the connection. Idempotent.
+    public func close() { transport.close() }
+
+    // MARK: - Calls
+
+    /// Runs a unary call, authenticating first (and once more after an expired token) when credentials are set.
+    func call(_ method: String, _ request: [UInt8], timeout: Duration? = nil) async throws -> [UInt8] {
+        let timeout = timeout ?? configuration.requestTimeout
+        guard let credentials = configuration.credentials else {
+            return try await transport.unary(method, request, token: nil, timeout: timeout)
+        }
+        var current = token.withLock { $0 }
+        if current == nil { current = try await authenticate(credentials) }
+        do {
+            return try await transport.unary(method, request, token: current, timeout: timeout)
+        } catch let error as EtcdError where error.code == .unauthenticated {
+            logger.debug("etcd token rejected; re-authenticating", metadata: ["etcd.error": "\(error.message)"])
+            let fresh = try await authenticate(credentials)
+            return try await transport.unary(method, request, token: fresh, timeout: timeout)
+        }
+    }
+
+    /// The token to send on a new stream (authenticating first when needed).
+    func streamToken() async throws -> String? {
+        guard let credentials = configuration.credentials else { return nil }
+        if let current = token.withLock({ $0 }) { return current }
+        return try await authenticate(credentials)
+    }
+
+    /// Forgets the current token (after a stream reported it invalid).
+    func invalidateToken() { token.withLock { $0 = nil } }
+
+    private func authenticate(_ credentials: Configuration.Credentials) async throws -> String {
+        let fresh = try await authenticate(user: credentials.user, password: credentials.password)
+        token.withLock { $0 = fresh }
+        return fresh
+    }
+
+    /// Authenticates and returns a token (the client does this itself when configured with credentials).
+    public func authenticate(user: String, password: String) async throws -> String {
+        let bytes = try await transport.unary("/etcdserverpb.Auth/Authenticate", EtcdCodec.authenticate(user: user, password: password),
+                                              token: nil, timeout: configuration.requestTimeout)
+        return try EtcdCodec.decodeAuthenticate(bytes)
+    }
+
+    // MARK: - KV
+
+    /// Reads `key`, or every key in `[key, rangeEnd)` when `rangeEnd` is non-empty.
+    public func range(_ key: [UInt8], rangeEnd: [UInt8] = [], limit: Int64 = 0, revision: Int64 = 0, serializable: Bool = false) async throws -> EtcdRangeResponse {
+        try EtcdCodec.decodeRange(await call("/etcdserverpb.KV/Range",
+            EtcdCodec.range(key: key, rangeEnd: rangeEnd, limit: limit, revision: revision, serializable: serializable)))
+    }
+
+    /// Reads one key; `nil` when it does not exist.
+    public func get(_ key: String) async throws -> EtcdKeyValue? {
+        try await range(Array(key.utf8)).kvs.first
+    }
+
+    /// Reads every key starting with `prefix`.
+    public func get(prefix: String) async throws -> [EtcdKeyValue] {
+        let p = Array(prefix.utf8)
+        return try await range(p, rangeEnd: etcdPrefixEnd(p)).kvs
+    }
+
+    /// Writes `value` at `key`, attached to `lease` when non-zero. Returns the response header (its
+    /// `revision` is the write's mod revision).
+    @discardableResult
+    public func put(_ key: [UInt8], _ value: [UInt8], lease: Int64 = 0) async throws -> EtcdResponseHeader {
+        try EtcdCodec.decodePut(await call("/etcdserverpb.KV/Put", EtcdCodec.put(key: key, value: value, lease: lease)))
+    }
+
+    /// Writes a UTF-8 value at a UTF-8 key.
+    @discardableResult
+    public func put(_ key: String, _ value: String, lease: Int64 = 0) async throws -> EtcdResponseHeader {
+        try await put(Array(key.utf8), Array(value.utf8), lease: lease)
+    }
+
+    /// Deletes `key` (or `[key, rangeEnd)`); returns how many keys were deleted.
+    @discardableResult
+    public func delete(_ key: [UInt8], rangeEnd: [UInt8] = []) async throws -> Int64 {
+        try EtcdCodec.decodeDelete(await call("/etcdserverpb.KV/DeleteRange", EtcdCodec.deleteRange(key: key, rangeEnd: rangeEnd))).1
+    }
+
+    /// Runs a transaction: if every comparison holds, the `success` operations, else the `failure` ones —
+    /// atomically, in one round trip.
+    public func txn(_ compares: [EtcdCompare], success: [EtcdOperation], failure: [EtcdOperation] = []) async throws -> EtcdTxnResponse {
+        try EtcdCodec.decodeTxn(await call("/etcdserverpb.KV/Txn", EtcdCodec.txn(compares: compares, success: success, failure: failure)))
+    }
+
+    // MARK: - Leases
+
+    /// Grants a lease of `ttl` seconds (the server may raise it to its minimum).
+    public func grantLease(ttl: Int64, id: Int64 = 0) async throws -> EtcdLease {
+        let (lease, error) = try EtcdCodec.decodeLeaseGrant(await call("/etcdserverpb.Lease/LeaseGrant", EtcdCodec.leaseGrant(ttl: ttl, id: id)))
+        if !error.isEmpty { throw EtcdError(code: .other, message: "lease grant failed: \(error)") }
+        return lease
+    }
+
+    /// Revokes a lease, deleting every key attached to it.
+    /// - Throws: ``EtcdError/Code/notFound`` when the lease does not exist (any more).
+    public func revokeLease(_ id: Int64) async throws {
+        try EtcdCodec.decodeLeaseRevoke(await call("/etcdserverpb.Lease/LeaseRevoke", EtcdCodec.leaseRevoke(id: id)))
+    }
+
+    /// The remaining and granted TTL of a lease in seconds; remaining is -1 when the lease does not exist.
+    public func timeToLive(_ id: Int64) async throws -> (ttl: Int64, grantedTTL: Int64) {
+        try EtcdCodec.decodeLeaseTimeToLive(await call("/etcdserverpb.Lease/LeaseTimeToLive", EtcdCodec.leaseTimeToLive(id: id)))
+    }
+
+    // MARK: - Maintenance
+
+    /// The status of the member the channel is connected to.
+    public func status() async throws -> EtcdStatus {
+        try EtcdCodec.decodeStatus(await call("/etcdserverpb.Maintenance/Status", EtcdCodec.status()))
+    }
+}
+
+extension Duration {
+    var milliseconds: Int64 {
+        let (s, a) = components
+        return s * 1000 + a / 1_000_000_000_000_000
+    }
+}

@@ -1,0 +1,126 @@
+import Foundation
+
+/// Command-line options of `lease-bench`.
+///
+/// The defaults are the documented configuration of `make bench` (docs/performance.md). Smaller values are
+/// accepted — for profiling under valgrind, say — but then the report says that the run is below the
+/// documented minimums and its figures are not comparable.
+struct BenchOptions: Sendable, Codable {
+    /// Rounds of every latency scenario; the report gives the median of the per-round percentiles.
+    var rounds = 5
+    /// Timed calls per round of the Range and CAS Txn latency scenarios.
+    var latencySamples = 2000
+    /// Timed renewals per round of the EtcdLock renewal scenario.
+    var renewalSamples = 2000
+    /// Untimed calls before every latency round (and before every throughput round).
+    var warmupCalls = 300
+    /// Rounds of every throughput scenario; the report gives the median calls/s.
+    var throughputRounds = 3
+    /// Minimum wall time of one throughput round, in seconds.
+    var throughputSeconds = 2.0
+    /// Minimum number of calls of one throughput round (a round runs until both minimums are met).
+    var throughputMinCalls = 2000
+    /// Calls in flight for the throughput scenarios.
+    var concurrencyLevels = [1, 8, 32]
+    /// Where the JSON results go.
+    var output = "bench/results.json"
+    /// Run only the scenarios whose id contains one of these substrings (all when empty).
+    var filters: [String] = []
+    /// List the scenarios and exit.
+    var listOnly = false
+
+    /// The documented minimums (the brief of the benchmark milestone).
+    static let minimumRounds = 3
+    static let minimumLatencySamples = 2000
+    static let minimumRenewalSamples = 1000
+    static let minimumThroughputCalls = 2000
+
+    /// Reasons why this configuration is below the documented minimums (empty when it is not).
+    var belowMinimums: [String] {
+        var reasons: [String] = []
+        if rounds < Self.minimumRounds { reasons.append("rounds \(rounds) < \(Self.minimumRounds)") }
+        if throughputRounds < Self.minimumRounds { reasons.append("throughput rounds \(throughputRounds) < \(Self.minimumRounds)") }
+        if latencySamples < Self.minimumLatencySamples { reasons.append("samples \(latencySamples) < \(Self.minimumLatencySamples)") }
+        if renewalSamples < Self.minimumRenewalSamples { reasons.append("renewals \(renewalSamples) < \(Self.minimumRenewalSamples)") }
+        if throughputMinCalls < Self.minimumThroughputCalls && throughputSeconds < 2 {
+            reasons.append("throughput rounds of \(throughputSeconds) s and \(throughputMinCalls) calls (need ~2 s or ≥ \(Self.minimumThroughputCalls) calls)")
+        }
+        if !filters.isEmpty { reasons.append("scenarios filtered by --filter \(filters.joined(separator: ","))") }
+        return reasons
+    }
+
+    static let usage = """
+        usage: lease-bench [options]
+
+        Starts a single-member etcd (temporary directory, free loopback ports), measures the etcd client and
+        EtcdLock, prints a Markdown table and writes JSON results. Needs `etcd` and `etcdctl` (make bootstrap).
+
+          --rounds N               rounds of each latency scenario (default 5; documented minimum 3)
+          --samples N              timed calls per Range / CAS Txn latency round (default 2000)
+          --renewals N             timed EtcdLock renewals per round (default 2000; minimum 1000)
+          --warmup N               untimed calls before each round (default 300)
+          --throughput-rounds N    rounds of each throughput scenario (default 3)
+          --throughput-seconds S   minimum duration of a throughput round (default 2)
+          --throughput-min-calls N minimum calls of a throughput round (default 2000)
+          --concurrency LIST       calls in flight for throughput, comma-separated (default 1,8,32)
+          --filter SUBSTRING       run only scenarios whose id contains it (repeatable; others are
+                                   reported as not selected)
+          --output PATH            JSON results (default bench/results.json)
+          --list                   list the scenario ids and exit
+          -h, --help               this text
+
+        GRPC_VERBOSITY defaults to NONE (set it in the environment to see gRPC's own logs).
+        """
+
+    /// Parses the arguments (without the program name).
+    static func parse(_ arguments: [String]) throws(BenchError) -> BenchOptions? {
+        var options = BenchOptions()
+        var iterator = arguments.makeIterator()
+        func value(_ flag: String) throws(BenchError) -> String {
+            guard let v = iterator.next() else { throw BenchError("\(flag) needs a value") }
+            return v
+        }
+        func positive(_ flag: String) throws(BenchError) -> Int {
+            let text = try value(flag)
+            guard let n = Int(text), n > 0 else { throw BenchError("\(flag) needs a positive integer, got \"\(text)\"") }
+            return n
+        }
+        while let argument = iterator.next() {
+            switch argument {
+            case "-h", "--help": return nil
+            case "--rounds": options.rounds = try positive(argument)
+            case "--samples": options.latencySamples = try positive(argument)
+            case "--renewals": options.renewalSamples = try positive(argument)
+            case "--warmup":
+                let text = try value(argument)
+                guard let n = Int(text), n >= 0 else { throw BenchError("--warmup needs a non-negative integer, got \"\(text)\"") }
+                options.warmupCalls = n
+            case "--throughput-rounds": options.throughputRounds = try positive(argument)
+            case "--throughput-seconds":
+                let text = try value(argument)
+                guard let s = Double(text), s >= 0 else { throw BenchError("--throughput-seconds needs a non-negative number, got \"\(text)\"") }
+                options.throughputSeconds = s
+            case "--throughput-min-calls": options.throughputMinCalls = try positive(argument)
+            case "--concurrency":
+                let text = try value(argument)
+                let levels = text.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+                guard !levels.isEmpty, levels.allSatisfy({ ($0 ?? 0) > 0 }) else {
+                    throw BenchError("--concurrency needs positive integers separated by commas, got \"\(text)\"")
+                }
+                options.concurrencyLevels = levels.map { $0! }
+            case "--filter": options.filters.append(try value(argument))
+            case "--output": options.output = try value(argument)
+            case "--list": options.listOnly = true
+            default: throw BenchError("unknown argument \"\(argument)\" (see --help)")
+            }
+        }
+        return options
+    }
+}
+
+/// A failure of the benchmark harness itself (bad arguments, an unexpected answer, a failed invariant).
+struct BenchError: Error, CustomStringConvertible {
+    var message: String
+    init(_ message: String) { self.message = message }
+    var description: String { message }
+}

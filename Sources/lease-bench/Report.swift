@@ -1,0 +1,144 @@
+import Foundation
+
+/// Everything `bench/results.json` holds.
+struct BenchReport: Codable, Sendable {
+    var schemaVersion = 1
+    var tool = "lease-bench"
+    var startedAt: String
+    var finishedAt: String?
+    var machine: MachineInfo
+    var versions: VersionInfo
+    var configuration: Configuration
+    var goal = Goal()
+    var scenarios: [ScenarioResult] = []
+    /// Scenarios not run because `--filter` did not select them.
+    var notSelected: [String] = []
+    /// Scenarios that failed (the error), so none disappears from the report.
+    var failures: [Failure] = []
+    /// Every check of every scenario passed and no scenario failed.
+    var passed = true
+
+    struct Configuration: Codable, Sendable {
+        var options: BenchOptions
+        /// Why this run is below the documented minimums (empty for a comparable run).
+        var belowDocumentedMinimums: [String]
+        var transport = "plaintext gRPC (HTTP/2) over 127.0.0.1; one EtcdClient (one channel, one connection) shared by all calls"
+        var etcdCommandLine: [String]
+        var etcdDataFileSystem: String
+        var grpcVerbosity: String
+        var percentiles = "nearest rank over the timed calls of one round; the summary is the median over rounds of each per-round percentile"
+        var cpuAccounting = "client: CLOCK_PROCESS_CPUTIME_ID of the benchmark process (all threads); etcd: utime+stime from /proc/<pid>/stat (10 ms ticks); context switches: getrusage(RUSAGE_SELF) ru_nvcsw + ru_nivcsw"
+        var roundTripAccounting = "delta of etcd's grpc_server_started_total (all methods) over the timed calls, scraped from /metrics before and after"
+    }
+
+    struct Goal: Codable, Sendable {
+        var maximumRatioToGo = GoReference.goalRatio
+        var comparedStatistic = "p50 latency"
+    }
+
+    struct Failure: Codable, Sendable {
+        var scenario: String
+        var error: String
+    }
+}
+
+func formatMicros(_ value: Double) -> String {
+    value < 100 ? String(format: "%.1f", value) : String(format: "%.0f", value)
+}
+
+func formatRatio(_ value: Double, digits: Int = 2) -> String {
+    String(format: "%.\(digits)f", value)
+}
+
+private func cpuCell(_ client: Double, _ server: Double?) -> String {
+    "\(formatMicros(client)) / \(server.map(formatMicros) ?? "n/a")"
+}
+
+/// The Markdown report printed to stdout (and pasted into docs/performance.md).
+func markdown(_ report: BenchReport) -> String {
+    let options = report.configuration.options
+    var out: [String] = []
+    out.append("## lease-bench — \(report.versions.etcdServer.isEmpty ? "etcd" : "etcd \(report.versions.etcdServer)"), "
+        + "\(report.machine.nproc) × \(report.machine.cpuModel), \(report.versions.buildConfiguration) build")
+    out.append("")
+    if !report.configuration.belowDocumentedMinimums.isEmpty {
+        out.append("> **Not a comparable run** — below the documented configuration: "
+            + report.configuration.belowDocumentedMinimums.joined(separator: "; ") + ".")
+        out.append("")
+    }
+    let latency = report.scenarios.filter { $0.latency != nil }
+    if !latency.isEmpty {
+        out.append("### Latency (µs; median over \(options.rounds) rounds of each round's percentile; sequential calls)")
+        out.append("")
+        out.append("| Scenario | Timed calls | p50 | p90 | p99 | max | p50 spread over rounds | Go clientv3 p50 | Ratio (p50) | CPU µs/call (client / etcd) | Client ctx switches/call | RPCs/call |")
+        out.append("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+        for s in latency {
+            let l = s.latency!
+            let p = l.medianLatencyMicros
+            let reference = s.reference.map { formatMicros($0.p50Micros) } ?? "—"
+            let ratio = s.ratioToReference.map { r in
+                "\(formatRatio(r))×" + (r <= GoReference.goalRatio ? "" : " **(above \(formatRatio(GoReference.goalRatio, digits: 1))×)**")
+            } ?? "—"
+            out.append("| \(s.title) | \(l.rounds.count) × \(l.samplesPerRound) | \(formatMicros(p.p50)) | \(formatMicros(p.p90)) | "
+                + "\(formatMicros(p.p99)) | \(formatMicros(p.max)) | \(formatMicros(l.p50RangeMicros[0]))–\(formatMicros(l.p50RangeMicros[1])) | "
+                + "\(reference) | \(ratio) | \(cpuCell(l.medianClientCPUMicrosPerCall, l.medianServerCPUMicrosPerCall)) | "
+                + "\(formatRatio(l.medianClientContextSwitchesPerCall, digits: 1)) | \(formatRatio(l.serverRPCsPerCall, digits: 3)) |")
+        }
+        out.append("")
+    }
+    let throughput = report.scenarios.filter { $0.throughput != nil }
+    if !throughput.isEmpty {
+        out.append("### Throughput (median over \(options.throughputRounds) rounds of ≥ \(formatRatio(options.throughputSeconds, digits: 1)) s "
+            + "and ≥ \(options.throughputMinCalls) calls; one client)")
+        out.append("")
+        out.append("| Operation | In flight | Calls/s | Min–max over rounds | p50 µs | p99 µs | CPU µs/call (client / etcd) | Calls |")
+        out.append("|---|--:|--:|--:|--:|--:|--:|--:|")
+        for s in throughput {
+            let t = s.throughput!
+            let name = s.id.hasPrefix("etcd.range") ? "etcd Range (linearizable)" : s.id.hasPrefix("etcd.put") ? "etcd Put" : s.title
+            out.append("| \(name) | \(t.concurrency) | \(String(format: "%.0f", t.medianCallsPerSecond)) | "
+                + "\(String(format: "%.0f", t.callsPerSecondRange[0]))–\(String(format: "%.0f", t.callsPerSecondRange[1])) | "
+                + "\(formatMicros(t.medianLatencyMicros.p50)) | \(formatMicros(t.medianLatencyMicros.p99)) | "
+                + "\(cpuCell(t.medianClientCPUMicrosPerCall, t.medianServerCPUMicrosPerCall)) | \(t.totalCalls) |")
+        }
+        out.append("")
+    }
+    let checks = report.scenarios.flatMap { s in s.checks.map { (s.id, $0) } }
+    if !checks.isEmpty {
+        out.append("### Checks")
+        out.append("")
+        for (id, check) in checks {
+            out.append("- \(check.passed ? "PASS" : "**FAIL**") `\(id)`: \(check.name) = \(check.measured); expected \(check.expected)")
+        }
+        out.append("")
+    }
+    for failure in report.failures {
+        out.append("- **FAILED** `\(failure.scenario)`: \(failure.error)")
+    }
+    for id in report.notSelected {
+        out.append("- not run (not selected by --filter): `\(id)`")
+    }
+    if !report.failures.isEmpty || !report.notSelected.isEmpty { out.append("") }
+    out.append("Reference: \(GoReference.source). Goal: p50 ≤ \(formatRatio(GoReference.goalRatio, digits: 1))× Go. "
+        + "etcd data directory on \(report.configuration.etcdDataFileSystem). "
+        + "Load average at start / end: \(report.machine.loadAverageAtStart) / \(report.machine.loadAverageAtEnd ?? "?").")
+    return out.joined(separator: "\n")
+}
+
+/// Writes the JSON results, creating the directory when needed.
+func writeJSON(_ report: BenchReport, to path: String) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    let data = try encoder.encode(report)
+    let url = URL(fileURLWithPath: path)
+    try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+    try data.write(to: url, options: .atomic)
+}
+
+/// Now, ISO 8601 in UTC.
+func timestamp() -> String {
+    let formatter = ISO8601DateFormatter()
+    formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+    return formatter.string(from: Date())
+}
