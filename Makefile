@@ -1,6 +1,8 @@
 # swift-leader-election — the two commands of the README's quick start are `make demo` and `make test`.
 SWIFT ?= swift
 export PATH := $(PATH):/opt/swift/usr/bin
+# gRPC core logs to stderr; tests that provoke TLS and connection failures on purpose would flood it.
+export GRPC_VERBOSITY ?= NONE
 
 .PHONY: all bootstrap build test compose-check demo bench clean
 
@@ -35,4 +37,4 @@ bench: bootstrap
 	GRPC_VERBOSITY=NONE $$($(SWIFT) build -c release --scratch-path $(BENCH_SCRATCH) --show-bin-path)/lease-bench --output bench/results.json $(BENCH_ARGS)
 
 clean:
-	rm -rf .build
+	rm -rf .build $(BENCH_SCRATCH)

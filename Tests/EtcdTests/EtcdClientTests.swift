@@ -172,3 +172,27 @@ private func unique(_ prefix: String) -> String { "/tests/\(prefix)-\(UUID().uui
         #expect(throws: EtcdError.self) { _ = try EtcdClient(configuration: .init(endpoints: ["http://x:1/"])) }
     }
 }
+
+@Suite struct EtcdWatchCompactionTests {
+    @Test func watchFromACompactedRevisionEndsWithCompacted() async throws {
+        let server = try await EtcdServer.start(name: "compaction")
+        defer { Task { await server.stop() } }
+        let etcd = try EtcdClient(configuration: .init(endpoints: [server.endpoint]))
+        defer { etcd.close() }
+        let first = try await etcd.put("/c/k", "1")
+        try await etcd.put("/c/k", "2")
+        let last = try await etcd.put("/c/k", "3")
+        _ = try await server.etcdctl(["compact", "\(last.revision)"])
+        var received: [EtcdClient.WatchMessage] = []
+        do {
+            for try await message in etcd.watch(Array("/c/k".utf8), fromRevision: first.revision) {
+                received.append(message)
+                if received.count > 10 { break }
+            }
+            Issue.record("the watch ended without an error: \(received)")
+        } catch let error as EtcdError {
+            #expect(error.code == .compacted, "\(error)")
+            #expect(error.compactRevision == last.revision)
+        }
+    }
+}
