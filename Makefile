@@ -15,10 +15,11 @@ build: bootstrap
 	$(SWIFT) build
 
 # Validates docker-compose.yml first, builds everything (including the leasectl binary the multi-process tests
-# spawn), then runs every test target.
+# spawn), runs every test target, then the C shim's smoke program under valgrind (fails on any leak or error).
 test: bootstrap compose-check
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+	scripts/valgrind-shim
 
 # Validates docker-compose.yml (the 3-member etcd cluster for manual use); needs no Docker engine.
 compose-check: bootstrap
