@@ -561,56 +561,10 @@ extension Duration {
     }
 }
 
-// MARK: - Shared etcd
-
-/// One etcd shared by the tests that don't disturb it (no pause/kill/auth), started on first use and stopped
-/// when the last concurrent user is done.
-enum SharedEtcd {
-    private struct State {
-        var users = 0
-        var server: Task<EtcdServer, any Error>?
-    }
-    private static let state = Mutex(State())
-
-    static func withServer<R>(_ body: (EtcdServer) async throws -> R) async throws -> R {
-        let task = state.withLock { state -> Task<EtcdServer, any Error> in
-            state.users += 1
-            if let server = state.server { return server }
-            let server = Task { try await EtcdServer.start(name: "cetcdshim-tests") }
-            state.server = server
-            return server
-        }
-        let server: EtcdServer
-        do {
-            server = try await task.value
-        } catch {
-            await release()
-            throw error
-        }
-        do {
-            let result = try await body(server)
-            await release()
-            return result
-        } catch {
-            await release()
-            throw error
-        }
-    }
-
-    private static func release() async {
-        let last = state.withLock { state -> Task<EtcdServer, any Error>? in
-            state.users -= 1
-            guard state.users == 0 else { return nil }
-            defer { state.server = nil }
-            return state.server
-        }
-        if let last, let server = try? await last.value { await server.stop() }
-    }
-}
 
 /// Runs `body` with a fresh client to the shared etcd, destroying it afterwards.
 func withSharedClient<R>(_ body: (ShimClient, EtcdServer) async throws -> R) async throws -> R {
-    try await SharedEtcd.withServer { server in
+    try await SharedEtcdServer.withServer { server in
         let client = try ShimClient(target: server.endpoint)
         do {
             let r = try await body(client, server)

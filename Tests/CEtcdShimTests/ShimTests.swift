@@ -93,7 +93,7 @@ struct ShimUnaryTests {
     }
 
     @Test func largeValuesAndTheReceiveLimit() async throws {
-        try await SharedEtcd.withServer { server in
+        try await SharedEtcdServer.withServer { server in
             let key = uniqueKey("large")
             let value = [UInt8](repeating: 0x61, count: 512 * 1024)
             let client = try ShimClient(target: server.endpoint)
@@ -155,7 +155,7 @@ struct ShimUnaryTests {
 
     @Test func severalEndpointsFailOverToALiveOne() async throws {
         let dead = try EtcdServer.freePort()
-        try await SharedEtcd.withServer { server in
+        try await SharedEtcdServer.withServer { server in
             let client = try ShimClient(target: "ipv4:127.0.0.1:\(dead),127.0.0.1:\(server.clientPort)")
             let result = await unary(client, Method.range, Requests.range(uniqueKey("failover")), timeoutMs: 20_000)
             #expect(result.status == Code.ok, "\(result)")

@@ -1,3 +1,4 @@
+import EtcdTesting
 import Etcd
 import EtcdLock
 import Foundation
@@ -9,7 +10,7 @@ import Testing
     /// The whole suite also passes with an etcd lease attached to the holder's record.
     @Test(arguments: LockConformanceSuite.Check.all)
     func conformanceWithAttachedLease(_ check: LockConformanceSuite.Check) async throws {
-        try await SharedEtcd.withServer { server in
+        try await SharedEtcdServer.withServer { server in
             let client = try EtcdClient(configuration: .init(endpoints: [server.endpoint]))
             defer { client.close() }
             let suite = LockConformanceSuite(name: "EtcdLock(attachLease)") {
@@ -24,7 +25,7 @@ import Testing
     }
 
     @Test func holdersRecordCarriesALeaseAndDisappearsWhenItsHolderIsGone() async throws {
-        try await SharedEtcd.withServer { server in
+        try await SharedEtcdServer.withServer { server in
             let client = try EtcdClient(configuration: .init(endpoints: [server.endpoint]))
             defer { client.close() }
             let configuration = EtcdLock.Configuration(name: "leased-\(UUID().uuidString)", namespace: "tests", attachLease: true)

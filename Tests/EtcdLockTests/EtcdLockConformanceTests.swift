@@ -10,7 +10,7 @@ import Testing
 @Suite struct EtcdLockConformanceTests {
     @Test(arguments: LockConformanceSuite.Check.all)
     func conformance(_ check: LockConformanceSuite.Check) async throws {
-        try await SharedEtcd.withServer { server in
+        try await SharedEtcdServer.withServer { server in
             let client = try EtcdClient(configuration: .init(endpoints: [server.endpoint]))
             defer { client.close() }
             let suite = LockConformanceSuite(name: "EtcdLock") {
@@ -27,7 +27,7 @@ import Testing
 
 @Suite struct EtcdLockTests {
     @Test func foreignJSONAndGarbageAreCorruptRecords() async throws {
-        try await SharedEtcd.withServer { server in
+        try await SharedEtcdServer.withServer { server in
             let client = try EtcdClient(configuration: .init(endpoints: [server.endpoint]))
             defer { client.close() }
             let lock = try EtcdLock(client: client, configuration: .init(name: "foreign-\(UUID().uuidString)"), identity: "a")
@@ -39,7 +39,7 @@ import Testing
     }
 
     @Test func oversizedRecordsAreRejectedClearly() async throws {
-        try await SharedEtcd.withServer { server in
+        try await SharedEtcdServer.withServer { server in
             let client = try EtcdClient(configuration: .init(endpoints: [server.endpoint]))
             defer { client.close() }
             let lock = try EtcdLock(client: client, configuration: .init(name: "big-\(UUID().uuidString)"), identity: "a")
@@ -61,7 +61,7 @@ import Testing
     }
 
     @Test func subSecondLeaseDurationsRoundTrip() async throws {
-        try await SharedEtcd.withServer { server in
+        try await SharedEtcdServer.withServer { server in
             let client = try EtcdClient(configuration: .init(endpoints: [server.endpoint]))
             defer { client.close() }
             let lock = try EtcdLock(client: client, configuration: .init(name: "fast-\(UUID().uuidString)"), identity: "a")

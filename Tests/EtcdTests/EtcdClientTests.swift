@@ -7,7 +7,7 @@ private func unique(_ prefix: String) -> String { "/tests/\(prefix)-\(UUID().uui
 
 @Suite struct EtcdClientTests {
     @Test func putGetRangeDelete() async throws {
-        try await SharedEtcd.withServer { server in
+        try await SharedEtcdServer.withServer { server in
             let etcd = try EtcdClient(configuration: .init(endpoints: [server.endpoint]))
             defer { etcd.close() }
             let base = unique("kv")
@@ -25,7 +25,7 @@ private func unique(_ prefix: String) -> String { "/tests/\(prefix)-\(UUID().uui
     }
 
     @Test func txnCompareAndSwap() async throws {
-        try await SharedEtcd.withServer { server in
+        try await SharedEtcdServer.withServer { server in
             let etcd = try EtcdClient(configuration: .init(endpoints: [server.endpoint]))
             defer { etcd.close() }
             let key = Array(unique("cas").utf8)
@@ -47,7 +47,7 @@ private func unique(_ prefix: String) -> String { "/tests/\(prefix)-\(UUID().uui
     }
 
     @Test func leaseKeepsKeyAliveAndKeyVanishesAfterKeepaliveStops() async throws {
-        try await SharedEtcd.withServer { server in
+        try await SharedEtcdServer.withServer { server in
             let etcd = try EtcdClient(configuration: .init(endpoints: [server.endpoint]))
             defer { etcd.close() }
             let key = unique("leased")
@@ -78,7 +78,7 @@ private func unique(_ prefix: String) -> String { "/tests/\(prefix)-\(UUID().uui
     }
 
     @Test func keepAliveReportsAnExpiredLease() async throws {
-        try await SharedEtcd.withServer { server in
+        try await SharedEtcdServer.withServer { server in
             let etcd = try EtcdClient(configuration: .init(endpoints: [server.endpoint]))
             defer { etcd.close() }
             let lease = try await etcd.grantLease(ttl: 5)

@@ -1,20 +1,25 @@
-import EtcdTesting
 import Synchronization
 
-/// One real etcd shared by the tests running at the same time: started on first use, stopped (killed by
-/// pid, data dir removed) when the last user is done.
-enum SharedEtcd {
+/// One real etcd shared by the tests of a process that run at the same time and do not disturb it (no
+/// pause, kill or auth): started on first use, stopped (killed by pid, directory removed) when the last
+/// concurrent user is done.
+///
+/// ```swift
+/// try await SharedEtcdServer.withServer { server in … server.endpoint … }
+/// ```
+public enum SharedEtcdServer {
     private struct State {
         var users = 0
         var server: Task<EtcdServer, any Error>?
     }
     private static let state = Mutex(State())
 
-    static func withServer<R>(_ body: (EtcdServer) async throws -> R) async throws -> R {
+    /// Runs `body` with the shared server, starting it when nobody uses it yet.
+    public static func withServer<R>(name: String = "shared", _ body: (EtcdServer) async throws -> R) async throws -> R {
         let task = state.withLock { state -> Task<EtcdServer, any Error> in
             state.users += 1
             if let server = state.server { return server }
-            let server = Task { try await EtcdServer.start(name: "etcd-client-tests") }
+            let server = Task { try await EtcdServer.start(name: name) }
             state.server = server
             return server
         }
