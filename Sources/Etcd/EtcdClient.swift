@@ -120,6 +120,14 @@ public final class EtcdClient: Sendable {
         transport = try ShimTransport(options)
     }
 
+    /// The executor of this client's poller thread.
+    ///
+    /// Run a latency-sensitive sequence of calls with `withTaskExecutorPreference(client.executor) { … }`:
+    /// after each reply the task then continues on the thread that received it, saving one thread
+    /// wake-up per round trip. Keep such code short and never block in it — it runs on the thread that
+    /// processes every reply of this client. Jobs enqueued from other threads go to the global executor.
+    public var executor: any TaskExecutor { transport.executor }
+
     /// Cancels every call in flight and releases the connection. Idempotent.
     public func close() { transport.close() }
 

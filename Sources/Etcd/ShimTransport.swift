@@ -2,11 +2,58 @@
 // stay here. Callbacks run on the shim's poller thread and only resume continuations or yield into
 // streams; nothing blocks Swift's cooperative pool.
 import CEtcdShim
+import Dispatch
 import Synchronization
 
 #if canImport(Glibc)
 import Glibc
 #endif
+
+/// A `TaskExecutor` that runs tasks on the shim's poller thread, inside the callback that resumed them.
+///
+/// A unary call awaits its reply with this executor preferred: when the poller thread resumes the
+/// continuation, the task is enqueued here and run right away on the same thread, instead of waking a
+/// thread of the global pool (one thread wake-up per round trip instead of two). Jobs enqueued from any
+/// other thread are forwarded to the global concurrent executor, so nothing ever waits for the poller.
+final class PollerExecutor: TaskExecutor, @unchecked Sendable {
+    // Only the poller thread touches `pending` (inside a callback); the lock is cheap insurance.
+    private let pending = Mutex<[UnownedJob]>([])
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        if PollerExecutor.current() === self {
+            let unowned = UnownedJob(job)
+            pending.withLock { $0.append(unowned) }
+        } else {
+            globalConcurrentExecutor.enqueue(job)
+        }
+    }
+
+    /// Marks the current thread as this executor's poller thread while `body` runs (a callback), then runs
+    /// every job enqueued meanwhile — on this thread, before returning to the shim.
+    func runCallback(_ body: () -> Void) {
+        let previous = pthread_getspecific(pollerKey)
+        pthread_setspecific(pollerKey, Unmanaged.passUnretained(self).toOpaque())
+        body()
+        while let job = pending.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) {
+            job.runSynchronously(on: asUnownedTaskExecutor())
+        }
+        pthread_setspecific(pollerKey, previous)
+    }
+
+    /// The executor whose callback is running on this thread, if any.
+    static func current() -> PollerExecutor? {
+        pthread_getspecific(pollerKey).map { Unmanaged<PollerExecutor>.fromOpaque($0).takeUnretainedValue() }
+    }
+
+    /// `true` on a poller thread, inside a callback.
+    static var onPollerThread: Bool { pthread_getspecific(pollerKey) != nil }
+}
+
+private let pollerKey: pthread_key_t = {
+    var key = pthread_key_t()
+    pthread_key_create(&key, nil)
+    return key
+}()
 
 /// Transport options handed to the C shim.
 struct ShimOptions: Sendable {
@@ -26,6 +73,7 @@ final class ShimTransport: @unchecked Sendable {
     // The C client is thread-safe; `closed` guards against use after destroy.
     private let client: OpaquePointer
     private let closed = Mutex(false)
+    let executor = PollerExecutor()
 
     init(_ options: ShimOptions) throws {
         var errorBuffer = [CChar](repeating: 0, count: 512)
@@ -57,7 +105,14 @@ final class ShimTransport: @unchecked Sendable {
             defer { c = true }
             return c
         }
-        if !wasClosed { etcd_shim_client_destroy(client) }
+        guard !wasClosed else { return }
+        if PollerExecutor.onPollerThread {
+            // Destroying joins the poller thread: never from the poller thread itself.
+            let client = UncheckedPointer(client)
+            DispatchQueue.global().async { etcd_shim_client_destroy(client.pointer) }
+        } else {
+            etcd_shim_client_destroy(client)
+        }
     }
 
     deinit { close() }
@@ -65,9 +120,10 @@ final class ShimTransport: @unchecked Sendable {
     /// One unary call; cancelling the task cancels the gRPC call.
     func unary(_ method: String, _ request: [UInt8], token: String?, timeout: Duration?) async throws -> [UInt8] {
         if closed.withLock({ $0 }) { throw EtcdError(code: .closed, message: "the etcd client is closed") }
-        let box = UnaryBox()
+        let box = UnaryBox(executor: executor)
         let timeoutMs: Int64 = timeout.map { max(1, $0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000) } ?? 0
-        let result: Result<[UInt8], EtcdError> = await withTaskCancellationHandler {
+        let result: Result<[UInt8], EtcdError> = await withTaskExecutorPreference(executor) {
+          await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Result<[UInt8], EtcdError>, Never>) in
                 box.continuation = continuation
                 let context = Unmanaged.passRetained(box).toOpaque()
@@ -78,8 +134,9 @@ final class ShimTransport: @unchecked Sendable {
                 }
                 box.started(call)
             }
-        } onCancel: {
+          } onCancel: {
             box.cancel()
+          }
         }
         box.finished()
         return try result.get()
@@ -122,6 +179,8 @@ struct ShimStream: Sendable {
 private final class UnaryBox: @unchecked Sendable {
     // `continuation` is set before the call starts and read once by the callback.
     var continuation: CheckedContinuation<Result<[UInt8], EtcdError>, Never>?
+    let executor: PollerExecutor
+    init(executor: PollerExecutor) { self.executor = executor }
     private let state = Mutex<(call: OpaquePointer?, cancelled: Bool, released: Bool)>((nil, false, false))
 
     func started(_ call: OpaquePointer?) {
@@ -155,8 +214,9 @@ private let unaryCallback: etcd_shim_unary_cb = { context, status, message, byte
     } else {
         result = .failure(EtcdError(grpcStatus: status, message: message.map { String(cString: $0) } ?? ""))
     }
-    box.continuation?.resume(returning: result)
+    let continuation = box.continuation
     box.continuation = nil
+    box.executor.runCallback { continuation?.resume(returning: result) }
 }
 
 fileprivate final class StreamBox: @unchecked Sendable {
@@ -220,6 +280,11 @@ private let streamClosedCallback: etcd_shim_stream_closed_cb = { context, status
         box.continuation.finish(throwing: EtcdError(grpcStatus: status, message: message.map { String(cString: $0) } ?? ""))
     }
     box.ended()
+}
+
+private struct UncheckedPointer: @unchecked Sendable {
+    let pointer: OpaquePointer
+    init(_ pointer: OpaquePointer) { self.pointer = pointer }
 }
 
 private func withOptionalCString<R>(_ s: String?, _ body: (UnsafePointer<CChar>?) -> R) -> R {

@@ -43,7 +43,8 @@ let rangeLatency = Scenario(id: "etcd.range.latency", title: "etcd Range (linear
     var rounds: [LatencyRound] = []
     for round in 1...context.options.rounds {
         rounds.append(try await measureLatencyRound(
-            round: round, warmup: context.options.warmupCalls, samples: context.options.latencySamples, fixture: context.etcd
+            round: round, warmup: context.options.warmupCalls, samples: context.options.latencySamples, fixture: context.etcd,
+            executor: context.etcd.client.executor
         ) {
             let response = try await client.range(key)
             guard response.kvs.count == 1 else { throw BenchError("Range returned \(response.kvs.count) keys, expected 1") }
@@ -64,7 +65,8 @@ let casTxnLatency = Scenario(id: "etcd.txn.cas.latency", title: "etcd CAS Txn (m
     var rounds: [LatencyRound] = []
     for round in 1...context.options.rounds {
         rounds.append(try await measureLatencyRound(
-            round: round, warmup: context.options.warmupCalls, samples: context.options.latencySamples, fixture: context.etcd
+            round: round, warmup: context.options.warmupCalls, samples: context.options.latencySamples, fixture: context.etcd,
+            executor: context.etcd.client.executor
         ) {
             let response = try await client.txn([EtcdCompare(key: key, .modRevision(revision))],
                                                 success: [.put(key: key, value: value)],
@@ -90,7 +92,8 @@ let renewalLatency = Scenario(id: "etcdlock.renewal.latency", title: "EtcdLock r
     var rounds: [LatencyRound] = []
     for round in 1...context.options.rounds {
         rounds.append(try await measureLatencyRound(
-            round: round, warmup: context.options.warmupCalls, samples: context.options.renewalSamples, fixture: context.etcd
+            round: round, warmup: context.options.warmupCalls, samples: context.options.renewalSamples, fixture: context.etcd,
+            executor: context.etcd.client.executor
         ) {
             record.renewTime = MicroTime.now()
             version = try await lock.update(record, expecting: version)

@@ -152,8 +152,18 @@ struct LatencyRound: Codable, Sendable {
 }
 
 /// Runs `warmup` untimed then `samples` timed sequential calls of `call`.
-func measureLatencyRound(round: Int, warmup: Int, samples: Int, fixture: EtcdFixture,
+///
+/// With an `executor` (the client's poller executor), the loop runs with that executor preferred, as a
+/// latency-sensitive caller would (see `EtcdClient.executor`).
+func measureLatencyRound(round: Int, warmup: Int, samples: Int, fixture: EtcdFixture, executor: (any TaskExecutor)? = nil,
                          _ call: () async throws -> Void) async throws -> LatencyRound {
+    try await withTaskExecutorPreference(executor) {
+        try await measureLatencyRoundBody(round: round, warmup: warmup, samples: samples, fixture: fixture, call)
+    }
+}
+
+private func measureLatencyRoundBody(round: Int, warmup: Int, samples: Int, fixture: EtcdFixture,
+                                     _ call: () async throws -> Void) async throws -> LatencyRound {
     for _ in 0..<warmup { try await call() }
     var latencies = [Double]()
     latencies.reserveCapacity(samples)
