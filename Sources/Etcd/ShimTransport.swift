@@ -11,10 +11,11 @@ import Glibc
 
 /// A `TaskExecutor` that runs tasks on the shim's poller thread, inside the callback that resumed them.
 ///
-/// A unary call awaits its reply with this executor preferred: when the poller thread resumes the
-/// continuation, the task is enqueued here and run right away on the same thread, instead of waking a
-/// thread of the global pool (one thread wake-up per round trip instead of two). Jobs enqueued from any
-/// other thread are forwarded to the global concurrent executor, so nothing ever waits for the poller.
+/// A task that prefers this executor (`withTaskExecutorPreference(client.executor)`) and awaits a unary
+/// reply is, when the poller thread resumes its continuation, enqueued here and run right away on the same
+/// thread, instead of waking a thread of the global pool (one thread wake-up per round trip instead of
+/// two). Jobs enqueued from any other thread are forwarded to the global concurrent executor, so nothing
+/// ever waits for the poller.
 final class PollerExecutor: TaskExecutor, @unchecked Sendable {
     // Only the poller thread touches `pending` (inside a callback); the lock is cheap insurance.
     private let pending = Mutex<[UnownedJob]>([])
@@ -122,8 +123,10 @@ final class ShimTransport: @unchecked Sendable {
         if closed.withLock({ $0 }) { throw EtcdError(code: .closed, message: "the etcd client is closed") }
         let box = UnaryBox(executor: executor)
         let timeoutMs: Int64 = timeout.map { max(1, $0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000) } ?? 0
-        let result: Result<[UInt8], EtcdError> = await withTaskExecutorPreference(executor) {
-          await withTaskCancellationHandler {
+        // A caller that prefers `executor` is resumed on the poller thread itself (see PollerExecutor); others
+        // are resumed on their own executor as usual. (Preferring it only around this await would not help:
+        // leaving the scope hops back to the global pool, the very wake-up it is meant to save.)
+        let result: Result<[UInt8], EtcdError> = await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Result<[UInt8], EtcdError>, Never>) in
                 box.continuation = continuation
                 let context = Unmanaged.passRetained(box).toOpaque()
@@ -134,9 +137,8 @@ final class ShimTransport: @unchecked Sendable {
                 }
                 box.started(call)
             }
-          } onCancel: {
+        } onCancel: {
             box.cancel()
-          }
         }
         box.finished()
         return try result.get()
