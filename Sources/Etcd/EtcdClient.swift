@@ -102,9 +102,7 @@ public final class EtcdClient: Sendable {
         }
         self.configuration = configuration
         self.logger = logger
-        var options = ShimOptions(target: configuration.endpoints.count == 1
-            ? configuration.endpoints[0]
-            : "ipv4:" + configuration.endpoints.joined(separator: ","))
+        var options = ShimOptions(target: try Self.target(for: configuration.endpoints))
         if let tls = configuration.tls {
             options.useTLS = true
             options.rootPEM = tls.caPEM
@@ -127,6 +125,35 @@ public final class EtcdClient: Sendable {
     /// wake-up per round trip. Keep such code short and never block in it — it runs on the thread that
     /// processes every reply of this client. Jobs enqueued from other threads go to the global executor.
     public var executor: any TaskExecutor { transport.executor }
+
+    /// The gRPC target for `endpoints`: one endpoint as is (gRPC resolves host names itself); several as an
+    /// `ipv4:`/`ipv6:` address list with pick-first failover, resolving host names once, here.
+    static func target(for endpoints: [String]) throws -> String {
+        if endpoints.count == 1 { return endpoints[0] }
+        var v4: [String] = []
+        var v6: [String] = []
+        for endpoint in endpoints {
+            guard let colon = endpoint.lastIndex(of: ":"), let port = UInt16(endpoint[endpoint.index(after: colon)...]) else {
+                throw EtcdError(code: .invalidArgument, message: "invalid etcd endpoint \"\(endpoint)\": expected host:port")
+            }
+            let host = String(endpoint[..<colon])
+            if host.hasPrefix("[") && host.hasSuffix("]") {
+                v6.append("\(host):\(port)")
+            } else if isIPv4Literal(host) {
+                v4.append("\(host):\(port)")
+            } else {
+                let addresses = resolve(host)
+                guard !addresses.v4.isEmpty || !addresses.v6.isEmpty else {
+                    throw EtcdError(code: .unavailable, message: "cannot resolve etcd endpoint host \"\(host)\"")
+                }
+                v4 += addresses.v4.map { "\($0):\(port)" }
+                v6 += addresses.v6.map { "[\($0)]:\(port)" }
+            }
+        }
+        // gRPC's address-list targets take one family; prefer IPv4 when both are present.
+        if !v4.isEmpty { return "ipv4:" + v4.joined(separator: ",") }
+        return "ipv6:" + v6.joined(separator: ",")
+    }
 
     /// Cancels every call in flight and releases the connection. Idempotent.
     public func close() { transport.close() }

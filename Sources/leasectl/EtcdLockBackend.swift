@@ -167,10 +167,7 @@ struct EtcdLockBackend: LockBackend {
             let endpoint = try normalizeEndpoint(String(part), in: url)
             if !endpoints.contains(endpoint) { endpoints.append(endpoint) }
         }
-        if endpoints.count > 1, let named = endpoints.first(where: { !isIPv4Endpoint($0) }) {
-            // The client hands several endpoints to gRPC as one `ipv4:` target.
-            throw LeaseCtlError("several etcd endpoints must be IPv4 addresses (host names and IPv6 work with a single endpoint only): \(named) in \(url)")
-        }
+        // Several endpoints may be host names: the client resolves them once into an address list.
         return endpoints
     }
 
@@ -204,12 +201,6 @@ struct EtcdLockBackend: LockBackend {
             throw malformed("the port must be a number from 1 to 65535")
         }
         return "\(host):\(number)"
-    }
-
-    private static func isIPv4Endpoint(_ endpoint: String) -> Bool {
-        guard let colon = endpoint.lastIndex(of: ":") else { return false }
-        var address = in_addr()
-        return inet_pton(AF_INET, String(endpoint[..<colon]), &address) == 1
     }
 
     /// The ``EtcdLock`` configuration whose key is exactly `url`'s path: the last component is the name,

@@ -1,4 +1,4 @@
-import Etcd
+@testable import Etcd
 import EtcdTesting
 import Foundation
 import Testing
@@ -194,5 +194,24 @@ private func unique(_ prefix: String) -> String { "/tests/\(prefix)-\(UUID().uui
             #expect(error.code == .compacted, "\(error)")
             #expect(error.compactRevision == last.revision)
         }
+    }
+}
+
+@Suite struct EtcdEndpointTests {
+    @Test func severalEndpointsByNameFailOverToTheLiveOne() async throws {
+        try await SharedEtcdServer.withServer { server in
+            let dead = try EtcdServer.freePort()
+            let etcd = try EtcdClient(configuration: .init(endpoints: ["localhost:\(dead)", "localhost:\(server.clientPort)"]))
+            defer { etcd.close() }
+            try await etcd.put("/endpoints/by-name", "ok")
+            #expect(try await etcd.get("/endpoints/by-name")?.value == Array("ok".utf8))
+        }
+    }
+
+    @Test func targets() throws {
+        #expect(try EtcdClient.target(for: ["10.0.0.1:2379"]) == "10.0.0.1:2379")
+        #expect(try EtcdClient.target(for: ["10.0.0.1:2379", "10.0.0.2:2380"]) == "ipv4:10.0.0.1:2379,10.0.0.2:2380")
+        #expect(try EtcdClient.target(for: ["[::1]:2379", "[::2]:2379"]) == "ipv6:[::1]:2379,[::2]:2379")
+        #expect(throws: EtcdError.self) { _ = try EtcdClient.target(for: ["a:1", "no-port"]) }
     }
 }
