@@ -222,13 +222,18 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
 
     private func tryAcquire() async -> AttemptOutcome {
         let me = lock.identity
-        let now = clock.now
         let wall = configuration.wallClock.now()
         let fetched: VersionedRecord?
         var corruptVersion: LockVersion?
+        // A follower's observation is stamped when the read has *returned* (as client-go's
+        // setObservedRecord does): the read may have been served after the holder's latest renewal landed, so
+        // stamping its start would date that renewal too early and let the lease "expire" early.
+        var now = clock.now
         do {
             fetched = try await lock.get()
+            now = clock.now
         } catch let error as LeaderElectionError where error.code == .corruptRecord && error.version != nil {
+            now = clock.now
             corruptVersion = error.version
             fetched = nil
             noteCorrupt(error, version: error.version!, now: now)
@@ -243,8 +248,9 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
                 holderIdentity: me, leaseDuration: configuration.leaseDuration,
                 acquireTime: wall, renewTime: wall, leaseTransitions: max(0, token))
             do {
+                let writeStart = clock.now   // the term's guarantee counts from before the write
                 let version = try await lock.create(desired)
-                return .acquired(beginTerm(desired, version: version, at: now))
+                return .acquired(beginTerm(desired, version: version, at: writeStart))
             } catch let error as LeaderElectionError where error.code == .alreadyExists {
                 return .retrySoon
             } catch {
@@ -281,8 +287,9 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
             holderIdentity: me, leaseDuration: configuration.leaseDuration,
             acquireTime: wall, renewTime: wall, leaseTransitions: max(0, nextToken))
         do {
+            let writeStart = clock.now
             let newVersion = try await lock.update(desired, expecting: version)
-            return .acquired(beginTerm(desired, version: newVersion, at: now))
+            return .acquired(beginTerm(desired, version: newVersion, at: writeStart))
         } catch let error as LeaderElectionError where error.code == .conflict {
             return .retrySoon
         } catch {

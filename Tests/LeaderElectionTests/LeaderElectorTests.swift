@@ -327,3 +327,57 @@ private func ghostRecord(_ holder: String = "ghost", duration: Duration = .secon
         try elector.check(maxTolerableExpiredLease: .seconds(1))
     }
 }
+
+/// A lock whose reads take simulated time: the holder renews while the read is in flight.
+private struct SlowReadLock: ResourceLock {
+    let base: InMemoryLock
+    let clock: ManualClock
+    let renewDuringRead: @Sendable () async throws -> Void
+    let slowReads = SlowReads()
+    var identity: String { base.identity }
+    var description: String { "slow-read:\(base.description)" }
+    func get() async throws -> VersionedRecord? {
+        if slowReads.first() {
+            clock.advance(by: .seconds(5))      // the first read is slow…
+            try await renewDuringRead()         // …and the holder renews before it is served
+        }
+        return try await base.get()
+    }
+    func create(_ record: LeaderElectionRecord) async throws -> LockVersion { try await base.create(record) }
+    func update(_ record: LeaderElectionRecord, expecting version: LockVersion) async throws -> LockVersion {
+        try await base.update(record, expecting: version)
+    }
+}
+
+final class SlowReads: Sendable {
+    private let count = Mutex(0)
+    /// `true` for the first call only.
+    func first() -> Bool { count.withLock { n in defer { n += 1 }; return n == 0 } }
+}
+
+@Suite struct ObservationTimeTests {
+    @Test func anObservationIsStampedWhenTheReadReturnsNotWhenItStarted() async throws {
+        let store = InMemoryLockStore()
+        let holder = store.lock(identity: "holder")
+        _ = try await holder.create(ghostRecord("holder"))
+        let clock = ManualClock()
+        let renewedAt = Mutex<ManualClock.Instant?>(nil)
+        let lock = SlowReadLock(base: store.lock(identity: "b"), clock: clock) {
+            guard renewedAt.withLock({ $0 }) == nil, let current = try await holder.get() else { return }
+            _ = try await holder.update(current.record, expecting: current.version)
+            renewedAt.withLock { $0 = clock.now }
+        }
+        let elector = try LeaderElector(lock: lock, configuration: config, clock: clock, jitter: fixedJitter)
+        let started = Stamp(), stopped = Stamp()
+        let run = Task { try await elector.run(whileLeading: waitUntilCancelled(clock, started: started, stopped: stopped)) }
+        defer { run.cancel() }
+        for _ in 0..<40 where started.instant == nil {
+            try await eventually("parked") { clock.parkedSleepers >= 1 || started.instant != nil }
+            clock.advanceToNextDeadline()
+        }
+        try await eventually("b leads") { started.instant != nil }
+        let renewal = try #require(renewedAt.withLock { $0 })
+        // The holder's last renewal landed at t+5 (during b's first read); b may not take over before t+5+15.
+        #expect(try #require(started.instant) >= renewal.advanced(by: .seconds(15)))
+    }
+}
