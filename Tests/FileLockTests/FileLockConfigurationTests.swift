@@ -176,16 +176,37 @@ struct FileLockConfigurationTests {
         }
     }
 
-    @Test("permission denied is unauthorized naming the path", .enabled(if: geteuid() != 0, "root bypasses permissions"))
+    /// Never skipped: root bypasses permission checks, so as root the same write is attempted by a child
+    /// `leasectl` process running as `nobody` (setpriv), and its error must be the same typed one.
+    @Test("permission denied is unauthorized naming the path")
     func permissionDenied() async throws {
         try await withTemporaryDirectory { dir in
             let sub = dir + "/locked"
             let lock = try FileLock(directory: sub, name: "app", identity: "a", createDirectory: true)
-            #expect(chmod(sub, 0o500) == 0)
-            defer { chmod(sub, 0o700) }
-            let error = await leaderElectionError { try await lock.create(sampleRecord(holder: "a")) }
-            #expect(error?.code == .unauthorized)
-            #expect(error?.message.contains(sub) == true)
+            if geteuid() != 0 {
+                #expect(chmod(sub, 0o500) == 0)
+                defer { chmod(sub, 0o700) }
+                let error = await leaderElectionError { try await lock.create(sampleRecord(holder: "a")) }
+                #expect(error?.code == .unauthorized)
+                #expect(error?.message.contains(sub) == true)
+                return
+            }
+            // Readable and searchable by everyone, writable by root only.
+            #expect(chmod(dir, 0o755) == 0)
+            #expect(chmod(sub, 0o755) == 0)
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+            process.arguments = ["--reuid=65534", "--regid=65534", "--clear-groups",
+                                 try locateLeasectl(), "_torture-write", "--path", sub + "/app", "--identity", "a", "--count", "1"]
+            let stderr = Pipe()
+            process.standardError = stderr
+            process.standardOutput = FileHandle.nullDevice
+            try process.run()
+            let output = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            #expect(process.terminationStatus != 0, "a write as nobody into a root-only directory must fail")
+            #expect(output.contains("LeaderElectionError(unauthorized)"), "\(output)")
+            #expect(output.contains(sub), "\(output)")
         }
     }
 }
