@@ -94,10 +94,17 @@ private func waitForLeader(_ ledger: Ledger, timeout: Duration = .seconds(30)) a
         let server = try await EtcdServer.start(name: "pause")
         defer { Task { await server.stop() } }
         let ledger = Ledger()
-        let (tasks, clients) = try startCandidates(3, endpoints: [server.endpoint], name: "pause-\(UUID().uuidString)", ledger: ledger)
+        let name = "pause-\(UUID().uuidString)"
+        let (tasks, clients) = try startCandidates(3, endpoints: [server.endpoint], name: name, ledger: ledger)
         defer { tasks.forEach { $0.cancel() }; clients.forEach { $0.close() } }
         let leader = try await waitForLeader(ledger)
-        try await Task.sleep(for: .seconds(1))      // steady state: several renewals
+        // Steady state: wait (bounded) until the leader has renewed three times, as seen in the key's version.
+        let key = "/leader-election/faults/\(name)"
+        let firstVersion = try await clients[0].get(key)?.version ?? 0
+        let steadyLimit = ContinuousClock.now + .seconds(20)
+        while (try await clients[0].get(key)?.version ?? 0) < firstVersion + 3, ContinuousClock.now < steadyLimit {
+            try await Task.sleep(for: .milliseconds(5))
+        }
         let paused = ContinuousClock.now
         server.pause()
         // The leader's work must be cancelled by its renew deadline, i.e. before anyone could take over.
@@ -109,11 +116,13 @@ private func waitForLeader(_ ledger: Ledger, timeout: Duration = .seconds(30)) a
         let stoppedAfter = stoppedAt - paused
         print("etcd SIGSTOP: leader work cancelled \(stoppedAfter) after the pause (renewDeadline 2 s, leaseDuration 3 s)")
         #expect(stoppedAfter < fastConfiguration.leaseDuration, "work must stop before the lease could expire elsewhere")
-        try await Task.sleep(for: .seconds(1))
+        // Keep etcd stopped for longer than the renew deadline (the fault under test), then let it go.
+        let pauseEnd = paused + fastConfiguration.renewDeadline + .milliseconds(500)
+        if ContinuousClock.now < pauseEnd { try await Task.sleep(until: pauseEnd) }
         server.resume()
         let next = try await waitForLeader(ledger)
         print("etcd SIGCONT: \(next.identity) leads with token \(next.token)")
-        try await Task.sleep(for: .seconds(2))      // let any contention settle, then check safety
+        try await Task.sleep(for: .seconds(2))      // an observation window in which an overlap would show
         try ledger.verify()
         #expect(ledger.intervals.filter { $0.end == nil }.count == 1)
     }
