@@ -34,22 +34,12 @@ extension ProcessTests {
                 var handOffs: [UInt64] = []
                 for _ in 0..<2 {
                     let previous = leader
-                    let mark = group.hub.count
-                    let signalledAt = Terminal.monotonicNanos()
-                    group.process(previous.identity)?.process.signal(SIGTERM)
-                    leader = try await group.await("a hand-off from \(previous.identity)", after: mark) {
-                        $0.event == "startedLeading" && $0.identity != previous.identity
-                    }
-                    handOffs.append(leader.monotonicNanos - signalledAt)
-                    let stopped = try await group.await("\(previous.identity) to stop leading", after: mark) {
-                        $0.event == "stoppedLeading" && $0.identity == previous.identity
-                    }
-                    #expect(stopped.reason == "released")
+                    let handOff = try await group.gracefulHandOff(from: previous, exitTimeout: .seconds(10))
+                    leader = handOff.leader
+                    handOffs.append(handOff.nanos)
+                    #expect(handOff.stopped.reason == "released")
                     #expect(try #require(leader.fencingToken) == previous.fencingToken! + 1)
-                    #expect(await group.process(previous.identity)?.process.waitUntilExit(timeout: .seconds(10)) == .exited(0))
-                    let restartMark = group.hub.count
-                    try group.start(previous.identity)
-                    try await group.awaitObservers(of: leader.identity, identities: [previous.identity], after: restartMark)
+                    #expect(handOff.exit == .exited(0))
                 }
 
                 // Crashes: SIGKILL the leader; the others wait for its lease to expire, then one takes over.

@@ -122,6 +122,29 @@ final class CandidateGroup: Sendable {
         }
     }
 
+    /// One graceful hand-off: SIGTERMs `previous` (the leader), waits for another candidate to start leading and
+    /// for `previous` to report stopping and exit, then restarts it as a follower and waits until it sees the new
+    /// leader. Returns the new leader's event, `previous`'s stop event, its exit status and the hand-off time
+    /// (signal → new leader's `startedLeading`, monotonic ns).
+    func gracefulHandOff(from previous: ElectionEventLine, exitTimeout: Duration = .seconds(15)) async throws
+        -> (leader: ElectionEventLine, stopped: ElectionEventLine, exit: ProcessExitStatus?, nanos: UInt64)
+    {
+        let mark = hub.count
+        let signalledAt = Terminal.monotonicNanos()
+        process(previous.identity)?.process.signal(SIGTERM)
+        let leader = try await self.await("a hand-off from \(previous.identity)", after: mark) {
+            $0.event == "startedLeading" && $0.identity != previous.identity
+        }
+        let stopped = try await self.await("\(previous.identity) to stop leading", after: mark) {
+            $0.event == "stoppedLeading" && $0.identity == previous.identity
+        }
+        let exit = await process(previous.identity)?.process.waitUntilExit(timeout: exitTimeout)
+        let restartMark = hub.count
+        try start(previous.identity)
+        try await awaitObservers(of: leader.identity, identities: [previous.identity], after: restartMark)
+        return (leader, stopped, exit, leader.monotonicNanos - signalledAt)
+    }
+
     /// SIGKILLs `identity`, which leads term `fencingToken`; returns the kill time.
     func kill(_ identity: String, leadingTerm fencingToken: Int) async -> UInt64 {
         let at = Terminal.monotonicNanos()
