@@ -593,29 +593,3 @@ func withOwnServer<R>(
     }
 }
 
-// MARK: - Pausing etcd reliably
-
-extension EtcdServer {
-    /// `pause()` (SIGSTOP), then waits until every thread of etcd is stopped: the signal is asynchronous, and a
-    /// request sent right after `kill` can still be answered (seen in about one run in ten). Bounded (~2 s).
-    func pauseFully() async {
-        pause()
-        let pid = self.pid
-        for _ in 0..<400 {
-            if Self.allThreadsStopped(pid) { return }
-            try? await Task.sleep(for: .milliseconds(5))
-        }
-    }
-
-    private static func allThreadsStopped(_ pid: Int32) -> Bool {
-        let dir = "/proc/\(pid)/task"
-        guard let tasks = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return true }
-        for task in tasks {
-            guard let stat = try? String(contentsOfFile: "\(dir)/\(task)/stat", encoding: .utf8),
-                  let paren = stat.lastIndex(of: ")") else { continue }
-            let rest = stat[stat.index(after: paren)...].drop { $0 == " " }
-            if let state = rest.first, state != "T", state != "t" { return false }
-        }
-        return true
-    }
-}

@@ -316,7 +316,7 @@ struct ShimFailureTests {
         try await withOwnServer { server in
             let client = try ShimClient(target: server.endpoint)
             #expect(await unary(client, Method.range, Requests.range("warm-up")).status == Code.ok)
-            await server.pauseFully()
+            server.pause()   // waits until every etcd thread is stopped
             let start = ContinuousClock.now
             let result = await unary(client, Method.range, Requests.range("k"), timeoutMs: 300)
             let took = elapsed(since: start)
@@ -334,7 +334,7 @@ struct ShimFailureTests {
         try await withOwnServer { server in
             let client = try ShimClient(target: server.endpoint)
             #expect(await unary(client, Method.range, Requests.range("warm-up")).status == Code.ok)
-            await server.pauseFully()
+            server.pause()   // waits until every etcd thread is stopped
             let (state, handle) = startUnary(client, Method.range, Requests.range("k"), timeoutMs: 0)
             // Cancel from another thread while the call is outstanding.
             let canceller = Task.detached { handle.cancel() }
@@ -349,7 +349,7 @@ struct ShimFailureTests {
             let (watchState, watch) = openStream(client, Method.watch)
             #expect(watch.send(Requests.watchCreate("k")) == 0)
             #expect(await watchState.wait { !$0.messages.isEmpty })
-            await server.pauseFully()
+            server.pause()   // waits until every etcd thread is stopped
             watch.cancel()
             #expect(await watchState.waitClosed())
             server.resume()
@@ -367,7 +367,7 @@ struct ShimFailureTests {
             #expect(await watchState.wait { !$0.messages.isEmpty })
             let (kaState, keepAlive) = openStream(client, Method.leaseKeepAlive)
             for id in 1...5 { _ = keepAlive.send(Requests.leaseKeepAlive(Int64(id))) }
-            await server.pauseFully()
+            server.pause()   // waits until every etcd thread is stopped
             var unaries: [(UnaryState, CallHandle)] = []
             for _ in 0..<10 { unaries.append(startUnary(client, Method.range, Requests.range("k"), timeoutMs: 0)) }
 
@@ -497,7 +497,7 @@ struct ShimFailureTests {
             let closed = await state.wait(timeout: .seconds(20)) { $0.closedCount > 0 }
             #expect(!closed, "\(state.snapshot)")
             // A paused server is detected by keepalive: the watch fails after ping interval + timeout.
-            await server.pauseFully()
+            server.pause()   // waits until every etcd thread is stopped
             #expect(await state.waitClosed(timeout: .seconds(30)))
             server.resume()
             #expect(state.snapshot.status == Code.unavailable, "\(state.snapshot)")
