@@ -14,12 +14,20 @@ let package = Package(
         .library(name: "LockConformance", targets: ["LockConformance"]),
         .library(name: "Etcd", targets: ["Etcd"]),
         .library(name: "EtcdLock", targets: ["EtcdLock"]),
+        .library(name: "Kubernetes", targets: ["Kubernetes"]),
+        .library(name: "KubernetesLock", targets: ["KubernetesLock"]),
+        .library(name: "LeaseAPIServer", targets: ["LeaseAPIServer"]),
         .executable(name: "leasectl", targets: ["leasectl"]),
+        .executable(name: "lease-apiserver", targets: ["lease-apiserver"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.0"),
     ],
     targets: [
         // The core: elector, ResourceLock contract, reference in-memory lock. Light dependencies only.
@@ -64,6 +72,60 @@ let package = Package(
             dependencies: ["Etcd", "LeaderElection", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
+        // Minimal Kubernetes client: kubeconfig / in-cluster config, Lease REST + watch, Events, typed errors.
+        .target(
+            name: "Kubernetes",
+            dependencies: [
+                "LeaderElection",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // ResourceLock over a coordination.k8s.io/v1 Lease, exactly as client-go's LeaseLock.
+        .target(
+            name: "KubernetesLock",
+            dependencies: ["Kubernetes", "LeaderElection", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        // The part of kube-apiserver that lease clients use, stored in etcd. For tests and development.
+        .target(
+            name: "LeaseAPIServer",
+            dependencies: [
+                "Kubernetes",
+                "Etcd",
+                "LeaderElection",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "lease-apiserver",
+            dependencies: [
+                "LeaseAPIServer",
+                "Etcd",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Test support: etcd + LeaseAPIServer (TLS, bearer token) started on free ports, or a real cluster
+        // from LEADER_ELECTION_TEST_KUBECONFIG. Not a product.
+        .target(
+            name: "KubernetesTesting",
+            dependencies: ["Kubernetes", "LeaseAPIServer", "Etcd", "EtcdTesting", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
         // Starts real etcd servers (single member, 3-member cluster, TLS) for tests. Not a product.
         .target(
             name: "EtcdTesting",
@@ -77,6 +139,8 @@ let package = Package(
                 "FileLock",
                 "Etcd",
                 "EtcdLock",
+                "Kubernetes",
+                "KubernetesLock",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -122,16 +186,48 @@ let package = Package(
             dependencies: ["EtcdLock", "Etcd", "EtcdTesting", "LeaderElection", "LockConformance"],
             swiftSettings: swiftSettings
         ),
+        .testTarget(
+            name: "KubernetesTests",
+            dependencies: [
+                "Kubernetes",
+                "KubernetesTesting",
+                "LeaderElection",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "KubernetesLockTests",
+            dependencies: ["KubernetesLock", "Kubernetes", "KubernetesTesting", "EtcdTesting", "LeaderElection", "LockConformance"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "LeaseAPIServerTests",
+            dependencies: [
+                "LeaseAPIServer",
+                "Kubernetes",
+                "KubernetesTesting",
+                "Etcd",
+                "EtcdTesting",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // `make bench`: starts the backends itself and measures them (release build).
         .executableTarget(
             name: "lease-bench",
-            dependencies: ["Etcd", "EtcdLock", "EtcdTesting", "LeaderElection", "FileLock"],
+            dependencies: ["Etcd", "EtcdLock", "EtcdTesting", "LeaderElection", "FileLock", "Kubernetes", "KubernetesLock", "KubernetesTesting"],
             path: "Sources/lease-bench",
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "LeasectlTests",
-            dependencies: ["EtcdTesting", "leasectl", "FileLock", "LeaderElection"],
+            dependencies: ["EtcdTesting", "KubernetesTesting", "leasectl", "FileLock", "LeaderElection"],
             swiftSettings: swiftSettings
         ),
     ]
