@@ -1,0 +1,437 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import NIOFoundationCompat
+import NIOHTTP1
+import NIOSSL
+import Synchronization
+
+/// A minimal Kubernetes API client: Leases (get, create, replace, delete, list, watch, and a
+/// list-then-watch informer), core Events, and Namespaces.
+///
+/// One client holds one AsyncHTTPClient `HTTPClient` (HTTP/1.1, on the shared singleton event loop group)
+/// configured from a ``KubernetesConfiguration``: TLS trust, client certificate, bearer token (re-read from
+/// its file when rotated) and a deadline of ``KubernetesConfiguration/requestTimeout`` on every unary
+/// request. Failures are thrown as ``KubernetesError``; cancelling the calling task cancels the request
+/// and throws `CancellationError`.
+///
+/// ```swift
+/// let client = try KubernetesClient(configuration: .automatic(), logger: logger)
+/// let lease = try await client.getLease(namespace: client.configuration.namespace, name: "my-controller")
+/// try await client.shutdown()
+/// ```
+///
+/// - Important: Call ``shutdown()`` before releasing the client.
+public final class KubernetesClient: Sendable {
+    /// The configuration the client was created with.
+    public let configuration: KubernetesConfiguration
+
+    /// The `User-Agent` header sent with every request.
+    public static let userAgent = "swift-leader-election/0.1"
+
+    let logger: Logger
+    private let httpClient: HTTPClient
+    /// `scheme://host[:port][/prefix]`, without a trailing slash.
+    private let baseURL: String
+    private let authorization: Authorization
+    private let shutDown = Mutex(false)
+
+    /// The largest response body read for a unary request (a cluster-wide list of node leases in a large
+    /// cluster is a few MiB).
+    static let maximumResponseBytes = 64 * 1024 * 1024
+
+    private enum Authorization: Sendable {
+        case none
+        case token(String)
+        case file(TokenFileSource)
+    }
+
+    /// Creates a client.
+    ///
+    /// - Parameters:
+    ///   - configuration: Where the server is and how to authenticate.
+    ///   - logger: Receives a `debug` line per request with `k8s.method`, `k8s.path` and `k8s.status`.
+    /// - Throws: ``KubernetesError`` with code ``KubernetesError/Code/invalidConfiguration`` when the server URL
+    ///   or the TLS material cannot be used.
+    public init(configuration: KubernetesConfiguration, logger: Logger) throws {
+        self.configuration = configuration
+        self.logger = logger
+
+        let endpoint = try Self.endpoint(for: configuration)
+        self.baseURL = endpoint.baseURL
+
+        switch configuration.credentials {
+        case .none: authorization = .none
+        case .bearerToken(let token): authorization = .token(token)
+        case .tokenFile(let path): authorization = .file(TokenFileSource(path: path))
+        }
+
+        var httpConfiguration = HTTPClient.Configuration(
+            tlsConfiguration: try Self.tlsConfiguration(for: configuration),
+            redirectConfiguration: .disallow,
+            timeout: .init(connect: TimeAmount(configuration.requestTimeout))
+        )
+        httpConfiguration.httpVersion = .http1Only
+        // Fail a request as soon as its connection cannot be made (refused, TLS failure) instead of
+        // retrying until the deadline: the caller (the elector, the informer) has its own retry policy.
+        httpConfiguration.connectionPool.retryConnectionEstablishment = false
+        if let override = endpoint.dnsOverride {
+            httpConfiguration.dnsOverride = [override.name: override.address]
+        }
+        self.httpClient = HTTPClient(
+            eventLoopGroup: HTTPClient.defaultEventLoopGroup,
+            configuration: httpConfiguration,
+            backgroundActivityLogger: logger
+        )
+    }
+
+    /// Closes the client's connections. In-flight requests fail. Call it exactly once.
+    public func shutdown() async throws {
+        shutDown.withLock { $0 = true }
+        try await httpClient.shutdown()
+    }
+
+    /// Whether ``shutdown()`` was called.
+    var isShutDown: Bool { shutDown.withLock { $0 } }
+
+    // MARK: - Endpoint and TLS
+
+    private struct Endpoint {
+        var baseURL: String
+        var dnsOverride: (name: String, address: String)?
+    }
+
+    /// The base URL; with `tlsServerName`, the URL names that host (so SNI and certificate verification use
+    /// it) and a DNS override sends the connection to the configured host.
+    private static func endpoint(for configuration: KubernetesConfiguration) throws -> Endpoint {
+        let server = configuration.server
+        guard let components = URLComponents(string: server),
+              let scheme = components.scheme?.lowercased(), scheme == "https" || scheme == "http",
+              var host = components.host, !host.isEmpty
+        else {
+            throw KubernetesError.invalidConfiguration("server is not an http(s) URL: \(server)")
+        }
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        var path = components.percentEncodedPath
+        while path.hasSuffix("/") { path.removeLast() }
+        func authority(_ host: String) -> String {
+            let bracketed = host.contains(":") ? "[\(host)]" : host
+            return components.port.map { "\(bracketed):\($0)" } ?? bracketed
+        }
+        if let name = configuration.tlsServerName, !name.isEmpty, name != host, scheme == "https" {
+            return Endpoint(baseURL: "\(scheme)://\(authority(name))\(path)", dnsOverride: (name, host))
+        }
+        return Endpoint(baseURL: "\(scheme)://\(authority(host))\(path)", dnsOverride: nil)
+    }
+
+    private static func tlsConfiguration(for configuration: KubernetesConfiguration) throws -> TLSConfiguration {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        if let ca = configuration.caPEM {
+            let certificates: [NIOSSLCertificate]
+            do {
+                certificates = try NIOSSLCertificate.fromPEMBytes(Array(ca.utf8))
+            } catch {
+                throw KubernetesError.invalidConfiguration("the CA certificate is not valid PEM: \(error)")
+            }
+            guard !certificates.isEmpty else {
+                throw KubernetesError.invalidConfiguration("the CA certificate PEM holds no certificate")
+            }
+            tls.trustRoots = .certificates(certificates)
+        }
+        switch (configuration.clientCertificatePEM, configuration.clientKeyPEM) {
+        case (nil, nil):
+            break
+        case (let certificatePEM?, let keyPEM?):
+            do {
+                let chain = try NIOSSLCertificate.fromPEMBytes(Array(certificatePEM.utf8))
+                guard !chain.isEmpty else {
+                    throw KubernetesError.invalidConfiguration("the client certificate PEM holds no certificate")
+                }
+                tls.certificateChain = chain.map { .certificate($0) }
+            } catch let error as KubernetesError {
+                throw error
+            } catch {
+                throw KubernetesError.invalidConfiguration("the client certificate is not valid PEM: \(error)")
+            }
+            do {
+                tls.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: Array(keyPEM.utf8), format: .pem))
+            } catch {
+                throw KubernetesError.invalidConfiguration("the client key is not a valid PEM private key: \(error)")
+            }
+        default:
+            throw KubernetesError.invalidConfiguration("a client certificate needs both clientCertificatePEM and clientKeyPEM")
+        }
+        if configuration.insecureSkipTLSVerify {
+            tls.certificateVerification = .none
+        }
+        return tls
+    }
+
+    // MARK: - Requests
+
+    /// A fully read response.
+    struct RawResponse: Sendable {
+        var status: Int
+        var headers: HTTPHeaders
+        var body: [UInt8]
+    }
+
+    /// Builds a request with the URL, the standard headers and the current credentials.
+    func makeRequest(_ method: HTTPMethod, _ path: String, query: [(String, String)], body: [UInt8]?) async throws -> HTTPClientRequest {
+        var url = baseURL + path
+        if !query.isEmpty {
+            url += "?" + query.map { "\(Self.percentEncode($0.0))=\(Self.percentEncode($0.1))" }.joined(separator: "&")
+        }
+        var request = HTTPClientRequest(url: url)
+        request.method = method
+        request.headers.add(name: "User-Agent", value: Self.userAgent)
+        request.headers.add(name: "Accept", value: "application/json")
+        switch authorization {
+        case .none: break
+        case .token(let token): request.headers.add(name: "Authorization", value: "Bearer \(token)")
+        case .file(let source): request.headers.add(name: "Authorization", value: "Bearer \(try await source.token())")
+        }
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(body)
+        }
+        return request
+    }
+
+    /// Sends a unary request and reads the whole response, within ``KubernetesConfiguration/requestTimeout``.
+    func perform(_ method: HTTPMethod, _ path: String, query: [(String, String)] = [], body: [UInt8]? = nil) async throws -> RawResponse {
+        let timeout = configuration.requestTimeout
+        let context = "\(method.rawValue) \(path)"
+        var logger = self.logger
+        logger[metadataKey: "k8s.method"] = "\(method.rawValue)"
+        logger[metadataKey: "k8s.path"] = "\(path)"
+        let started = ContinuousClock.now
+        do {
+            let request = try await makeRequest(method, path, query: query, body: body)
+            let client = httpClient
+            let requestLogger = logger
+            let response = try await Self.withDeadline(timeout, context) {
+                let response = try await client.execute(request, deadline: .now() + TimeAmount(timeout), logger: requestLogger)
+                let body = try await response.body.collect(upTo: Self.maximumResponseBytes)
+                return RawResponse(status: Int(response.status.code), headers: response.headers, body: Array(buffer: body))
+            }
+            logger[metadataKey: "k8s.status"] = "\(response.status)"
+            logger.debug("Kubernetes request", metadata: ["k8s.duration": "\(ContinuousClock.now - started)"])
+            return response
+        } catch {
+            let mapped = mapTransportError(error, context: context)
+            logger.debug("Kubernetes request failed", metadata: ["k8s.error": "\(mapped)"])
+            throw mapped
+        }
+    }
+
+    /// Sends a unary request and decodes a 2xx body as `Response`; any other status is thrown as the
+    /// ``KubernetesError`` its body describes.
+    func send<Response: Decodable>(
+        _ method: HTTPMethod, _ path: String, query: [(String, String)] = [], body: [UInt8]? = nil, as type: Response.Type
+    ) async throws -> Response {
+        let response = try await perform(method, path, query: query, body: body)
+        try Self.checkSuccess(response, context: "\(method.rawValue) \(path)")
+        do {
+            return try KubernetesJSON.decode(Response.self, from: Data(response.body))
+        } catch {
+            throw KubernetesError.invalidResponse(
+                "\(method.rawValue) \(path): the response is not a valid \(Response.self): \(Self.describe(decodingError: error)); body: \(KubernetesError.excerpt(response.body))",
+                httpStatus: response.status
+            )
+        }
+    }
+
+    /// Throws the error a non-2xx response describes.
+    static func checkSuccess(_ response: RawResponse, context: String) throws {
+        guard (200...299).contains(response.status) else {
+            throw KubernetesError.response(
+                httpStatus: response.status,
+                retryAfterHeader: response.headers.first(name: "Retry-After"),
+                body: response.body,
+                context: context
+            )
+        }
+    }
+
+    /// Encodes a request body.
+    static func encodeBody(_ value: some Encodable) throws -> [UInt8] {
+        do {
+            return Array(try KubernetesJSON.encode(value))
+        } catch {
+            throw KubernetesError(code: .invalid, message: "cannot encode the request body: \(error)")
+        }
+    }
+
+    /// Starts a streaming GET (a watch) with no overall deadline (the connection attempt has the request
+    /// timeout) and hands every newline-delimited JSON line of the body to `onLine`.
+    func streamLines(
+        _ path: String, query: [(String, String)], onLine: (_ line: [UInt8]) async throws -> Void
+    ) async throws {
+        let context = "GET \(path) (watch)"
+        var logger = self.logger
+        logger[metadataKey: "k8s.method"] = "GET"
+        logger[metadataKey: "k8s.path"] = "\(path)"
+        let response: HTTPClientResponse
+        do {
+            let request = try await makeRequest(.GET, path, query: query, body: nil)
+            response = try await httpClient.execute(request, deadline: .distantFuture, logger: logger)
+        } catch {
+            throw mapTransportError(error, context: context)
+        }
+        logger[metadataKey: "k8s.status"] = "\(response.status.code)"
+        guard response.status.code == 200 else {
+            let body: ByteBuffer
+            do {
+                body = try await Self.withDeadline(configuration.requestTimeout, context) {
+                    try await response.body.collect(upTo: 1024 * 1024)
+                }
+            } catch {
+                throw mapTransportError(error, context: context)
+            }
+            let raw = RawResponse(status: Int(response.status.code), headers: response.headers, body: Array(buffer: body))
+            logger.debug("Kubernetes watch refused")
+            try Self.checkSuccess(raw, context: context)
+            throw KubernetesError.invalidResponse("\(context): unexpected HTTP \(raw.status) for a watch", httpStatus: raw.status)
+        }
+        logger.debug("Kubernetes watch started")
+        var splitter = JSONLineSplitter()
+        do {
+            for try await chunk in response.body {
+                for line in try splitter.append(chunk) {
+                    try await onLine(line)
+                }
+            }
+        } catch {
+            throw mapTransportError(error, context: context)
+        }
+        if let rest = splitter.finish() {
+            try await onLine(rest)
+        }
+        logger.debug("Kubernetes watch ended by the server")
+    }
+
+    // MARK: - Errors
+
+    /// Maps AsyncHTTPClient, NIO and TLS errors to ``KubernetesError``; keeps `KubernetesError` and
+    /// cancellation as they are.
+    func mapTransportError(_ error: any Error, context: String) -> any Error {
+        if error is KubernetesError || error is CancellationError { return error }
+        if let error = error as? HTTPClientError {
+            switch error {
+            case .deadlineExceeded, .readTimeout, .writeTimeout, .getConnectionFromPoolTimeout:
+                return KubernetesError.timeout("\(context): no response within \(configuration.requestTimeout)")
+            case .cancelled, .requestStreamCancelled:
+                if Task.isCancelled { return CancellationError() }
+                return KubernetesError.unavailable("\(context): the request was cancelled")
+            case .connectTimeout, .tlsHandshakeTimeout:
+                return KubernetesError.unavailable("\(context): could not connect to \(configuration.server) within \(configuration.requestTimeout) (\(error))")
+            case .remoteConnectionClosed:
+                return KubernetesError.unavailable("\(context): the server closed the connection before the response was complete")
+            case .bodyLengthMismatch:
+                return KubernetesError.unavailable("\(context): the connection ended before the whole response body arrived")
+            case .alreadyShutdown:
+                return KubernetesError.unavailable("\(context): the client has been shut down")
+            default:
+                return KubernetesError.unavailable("\(context): \(error)")
+            }
+        }
+        if error is NIOSSLError || error is BoringSSLError {
+            return KubernetesError.unavailable("\(context): TLS failure with \(configuration.server): \(error)")
+        }
+        if let error = error as? HTTPParserError {
+            if case .invalidEOFState = error {
+                return KubernetesError.unavailable("\(context): the server closed the connection before the response was complete")
+            }
+            return KubernetesError.invalidResponse("\(context): the server's reply is not valid HTTP: \(error)")
+        }
+        if error is NIOTooManyBytesError {
+            return KubernetesError.invalidResponse("\(context): the response exceeds \(Self.maximumResponseBytes) bytes")
+        }
+        if Task.isCancelled { return CancellationError() }
+        return KubernetesError.unavailable("\(context): cannot reach \(configuration.server): \(error)")
+    }
+
+    /// Runs `operation`, throwing ``KubernetesError/Code/timeout`` (and cancelling it) when it takes longer
+    /// than `timeout`.
+    static func withDeadline<T: Sendable>(
+        _ timeout: Duration, _ context: String, _ operation: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
+        try await withThrowingTaskGroup(of: T.self) { group in
+            group.addTask { try await operation() }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                throw KubernetesError.timeout("\(context): no complete response within \(timeout)")
+            }
+            defer { group.cancelAll() }
+            guard let result = try await group.next() else { throw CancellationError() }
+            return result
+        }
+    }
+
+    /// A one-line description of a `DecodingError`, with the coding path.
+    static func describe(decodingError error: any Error) -> String {
+        guard let error = error as? DecodingError else { return "\(error)" }
+        func path(_ context: DecodingError.Context) -> String {
+            let keys = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }
+            return keys.isEmpty ? "(root)" : keys.joined(separator: ".")
+        }
+        switch error {
+        case .typeMismatch(let type, let context): return "\(path(context)): expected \(type): \(context.debugDescription)"
+        case .valueNotFound(let type, let context): return "\(path(context)): missing \(type)"
+        case .keyNotFound(let key, let context): return "\(path(context)): missing field \(key.stringValue)"
+        case .dataCorrupted(let context): return "\(path(context)): \(context.debugDescription)"
+        @unknown default: return "\(error)"
+        }
+    }
+
+    // MARK: - Paths
+
+    /// Percent-encodes everything but RFC 3986 unreserved characters (for path segments and query values).
+    static func percentEncode(_ text: String) -> String {
+        var result = ""
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+                 UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
+                result.unicodeScalars.append(Unicode.Scalar(byte))
+            default:
+                let hex = Array("0123456789ABCDEF".utf8)
+                result += "%"
+                result.unicodeScalars.append(Unicode.Scalar(hex[Int(byte >> 4)]))
+                result.unicodeScalars.append(Unicode.Scalar(hex[Int(byte & 0x0F)]))
+            }
+        }
+        return result
+    }
+
+    /// `/apis/coordination.k8s.io/v1/namespaces/{ns}/leases[/{name}]`, or `/apis/coordination.k8s.io/v1/leases`
+    /// for all namespaces.
+    static func leasesPath(namespace: String?, name: String? = nil) -> String {
+        var path = "/apis/coordination.k8s.io/v1"
+        if let namespace { path += "/namespaces/\(percentEncode(namespace))" }
+        path += "/leases"
+        if let name { path += "/\(percentEncode(name))" }
+        return path
+    }
+
+    /// `/api/v1/namespaces/{ns}/events`.
+    static func eventsPath(namespace: String) -> String {
+        "/api/v1/namespaces/\(percentEncode(namespace))/events"
+    }
+
+    /// `/api/v1/namespaces[/{name}]`.
+    static func namespacesPath(name: String? = nil) -> String {
+        "/api/v1/namespaces" + (name.map { "/\(percentEncode($0))" } ?? "")
+    }
+}
+
+extension TimeAmount {
+    /// The duration in nanoseconds (saturating).
+    init(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        let (product, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        self = .nanoseconds(overflow ? .max : product.addingReportingOverflow(attoseconds / 1_000_000_000).partialValue)
+    }
+}
