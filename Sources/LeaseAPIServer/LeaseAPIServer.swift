@@ -10,8 +10,8 @@ import Synchronization
 /// The part of the Kubernetes API that lease clients use — Leases, Events, Namespaces — served over
 /// HTTP(S) from etcd, answering as kube-apiserver does.
 ///
-/// Built for tests and development: a real `kubectl`-compatible endpoint for ``KubernetesLock`` and
-/// client-go-style lease clients, without a cluster. Objects are stored in etcd exactly where
+/// Built for tests and development: a real endpoint for `KubernetesLock`, client-go-style lease clients and
+/// `kubectl`, without a cluster. Objects are stored in etcd exactly where
 /// kube-apiserver keeps them (`<prefix>/leases/<namespace>/<name>`, `<prefix>/events/<namespace>/<name>`,
 /// `<prefix>/namespaces/<name>`), as JSON without `metadata.resourceVersion`; every read reports the key's
 /// etcd `mod_revision` as the resourceVersion, and a list reports the revision it was read at.
@@ -250,12 +250,14 @@ public final class LeaseAPIServer: Sendable {
         connections.beginShutdown()
         try? await serverChannel.close()
         connections.closeAll()
+        let task = runTask.withLock { $0 }
+        // Requests still waiting for etcd are cancelled rather than awaited.
+        task?.cancel()
         let tasks = backgroundTasks.withLock { tasks in
             defer { tasks = [] }
             return tasks
         }
         for task in tasks { task.cancel() }
-        let task = runTask.withLock { $0 }
         await task?.value
         for task in tasks { await task.value }
         logger.info("lease-apiserver stopped", metadata: ["http.url": "\(baseURL)"])

@@ -107,9 +107,12 @@ final class ServerProcess: Sendable {
     private let state = Mutex(State())
     private let changes = ChangeNotifier()
     let pid: Int32
+    /// Kept so that Foundation keeps watching the child for the termination handler.
+    private let process: Mutex<Process?>
 
-    private init(pid: Int32) {
-        self.pid = pid
+    private init(process: Process) {
+        self.pid = process.processIdentifier
+        self.process = Mutex(process)
     }
 
     static func start(_ arguments: [String]) throws -> ServerProcess {
@@ -129,7 +132,7 @@ final class ServerProcess: Sendable {
             holder.withLock { $0 }?.exited(finished.terminationStatus)
         }
         try process.run()
-        let server = ServerProcess(pid: process.processIdentifier)
+        let server = ServerProcess(process: process)
         holder.withLock { $0 = server }
         if !process.isRunning { server.exited(process.terminationStatus) }
         server.read(out.fileHandleForReading, isStdout: true)

@@ -239,6 +239,11 @@ import Testing
             await fixture.server.shutdown()
             #expect(await watch.waitForEnd(timeout: .seconds(15)))
             #expect(fixture.server.activeWatchCount == 0)
+            // The listener is gone; the etcd client, which the server does not own, still works.
+            let http = makeHTTPClient(trusting: fixture.tls.caFile, connectTimeout: .milliseconds(500))
+            await #expect(throws: (any Error).self) { _ = try await send(http, "GET", fixture.baseURL + "/healthz", token: nil) }
+            try await http.shutdown()
+            _ = try await fixture.etcd.get(fixture.prefix + "/anything")
         }
     }
 

@@ -105,12 +105,12 @@ final class ServerFixture: Sendable {
     }
 }
 
-/// An HTTP client that trusts only `caFile`.
-func makeHTTPClient(trusting caFile: String) -> HTTPClient {
+/// An HTTP client that trusts only `caFile`. (It retries a refused connection until `connectTimeout`.)
+func makeHTTPClient(trusting caFile: String, connectTimeout: TimeAmount = .seconds(10)) -> HTTPClient {
     var configuration = HTTPClient.Configuration()
     configuration.tlsConfiguration = .makeClientConfiguration()
     configuration.tlsConfiguration?.trustRoots = .file(caFile)
-    configuration.timeout = .init(connect: .seconds(10), read: .seconds(30))
+    configuration.timeout = .init(connect: connectTimeout, read: .seconds(30))
     return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
 }
 
