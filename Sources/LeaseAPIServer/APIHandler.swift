@@ -334,8 +334,16 @@ final class APIHandler: Sendable {
             throw APIError.badRequest("the name of the object (\(bodyName)) does not match the name on the URL (\(name))")
         }
         let key = store.key(T.self, namespace: namespace, name: name)
+        // kube's `defaultUpdatedObjectInfo.Preconditions()`: a uid in the body is a precondition, checked by
+        // `GuaranteedUpdate` before anything else — against an empty object when none is stored, so a PUT
+        // carrying a uid never re-creates a deleted object.
+        let uidPrecondition = (object.metadata.uid ?? "").isEmpty ? nil : object.metadata.uid
+        func uidPreconditionFailed(_ stored: String, revision: Int64) -> APIError {
+            .conflict(T.info, name, "StorageError: invalid object, Code: 4, Key: \(key), ResourceVersion: \(revision), AdditionalErrorMsg: Precondition failed: UID in precondition: \(uidPrecondition ?? ""), UID in object meta: \(stored)")
+        }
         while true {
             guard let kv = try await store.read(key) else {
+                if uidPrecondition != nil { throw uidPreconditionFailed("", revision: 0) }
                 guard T.info.allowCreateOnUpdate else { throw APIError.notFound(T.info, name) }
                 var candidate = object
                 candidate.metadata.resourceVersion = nil
@@ -347,6 +355,10 @@ final class APIHandler: Sendable {
                     return try Self.objectResponse(.created, candidate.withTypeMeta)
                 }
                 continue   // created meanwhile: update it (which checks the resourceVersion)
+            }
+            if let uidPrecondition {
+                let storedUID = try store.decode(T.self, kv).metadata.uid ?? ""
+                if storedUID != uidPrecondition { throw uidPreconditionFailed(storedUID, revision: 0) }
             }
             let sent = object.metadata.resourceVersion ?? ""
             let version: UInt64

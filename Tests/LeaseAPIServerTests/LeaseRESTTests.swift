@@ -195,8 +195,18 @@ import Testing
             #expect(try invalid.decode(Status.self).message == #"Lease.coordination.k8s.io "x" is invalid: spec.leaseDurationSeconds: Invalid value: -3: must be greater than 0"#)
             let otherUID = try await fixture.request(
                 "PUT", leasesPath(namespace) + "/x", body: leaseJSON("x", resourceVersion: version, extraMetadata: #""uid":"not-the-uid""#))
-            #expect(otherUID.status == 422)
-            #expect(try otherUID.decode(Status.self).message == #"Lease.coordination.k8s.io "x" is invalid: metadata.uid: Invalid value: "not-the-uid": field is immutable"#)
+            // kube's DefaultUpdatedObjectInfo makes a sent uid a precondition, checked before validation.
+            #expect(otherUID.status == 409)
+            let otherStatus = try otherUID.decode(Status.self)
+            #expect(otherStatus.reason == "Conflict")
+            #expect(otherStatus.message?.hasPrefix(#"Operation cannot be fulfilled on leases.coordination.k8s.io "x": StorageError: invalid object, Code: 4, Key: "#) == true)
+            #expect(otherStatus.message?.hasSuffix("AdditionalErrorMsg: Precondition failed: UID in precondition: not-the-uid, UID in object meta: \(created.metadata.uid!)") == true)
+            // …so a PUT carrying a uid never re-creates a missing object.
+            let missing = try await fixture.request(
+                "PUT", leasesPath(namespace) + "/gone", body: leaseJSON("gone", resourceVersion: version, extraMetadata: #""uid":"\#(created.metadata.uid!)""#))
+            #expect(missing.status == 409)
+            #expect(try missing.decode(Status.self).message?.hasSuffix("Precondition failed: UID in precondition: \(created.metadata.uid!), UID in object meta: ") == true)
+            #expect(try await fixture.request("GET", leasesPath(namespace) + "/gone").status == 404)
             let sameUID = try await fixture.request(
                 "PUT", leasesPath(namespace) + "/x", body: leaseJSON("x", resourceVersion: version, extraMetadata: #""uid":"\#(created.metadata.uid!)""#))
             #expect(sameUID.status == 200)
