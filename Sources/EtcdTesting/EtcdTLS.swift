@@ -6,6 +6,7 @@ import Musl
 import Darwin
 #endif
 import Foundation
+import Synchronization
 
 /// TLS material for a test etcd: a CA, a server certificate, a client certificate, and an unrelated CA.
 ///
@@ -50,6 +51,13 @@ public struct EtcdTLS: Sendable {
 
     /// Removes a generated temporary directory when the last copy of this value goes away.
     private let cleanup: DirectoryRemover?
+
+    /// One set of material per test process, generated on first use on a thread of its own — the `openssl`
+    /// runs must not block Swift's cooperative pool, which the other tests of the process share — and removed
+    /// when the process exits. Use it wherever the certificates' identity does not matter.
+    public static func shared() async throws -> EtcdTLS {
+        try await sharedTLS.value
+    }
 
     /// Generates a CA, a server and a client certificate, and an unrelated CA with its own client certificate.
     ///
@@ -180,3 +188,21 @@ private func writeCertificates(openssl: String, in directory: String) throws(Etc
     try makeLeaf("untrusted-client", commonName: "etcd-testing-untrusted-client", extensions: "client_ext", ca: "wrong-ca")
     // ca.key and wrong-ca.key stay, for tests that want to sign more certificates.
 }
+
+private let sharedTLS = Task<EtcdTLS, any Error> {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread {
+            continuation.resume(with: Result {
+                let directory = temporaryDirectory() + "/etcdtesting-shared-\(getpid())-\(UInt32.random(in: 0...UInt32.max))/tls"
+                sharedTLSDirectory.withLock { $0 = directory }
+                atexit {
+                    if let directory = sharedTLSDirectory.withLock({ $0 }) {
+                        try? FileManager.default.removeItem(atPath: (directory as NSString).deletingLastPathComponent)
+                    }
+                }
+                return try EtcdTLS.generate(in: directory)
+            })
+        }
+    }
+}
+private let sharedTLSDirectory = Mutex<String?>(nil)

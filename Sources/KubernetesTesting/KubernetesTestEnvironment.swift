@@ -129,7 +129,7 @@ public final class KubernetesTestEnvironment: Sendable {
     private static func local(etcd: EtcdServer, logger: Logger) async throws -> KubernetesTestEnvironment {
         let suffix = randomHex(8)
         let directory = try makeTemporaryDirectory("kubernetes-test")
-        let tls = try EtcdTLS.generate(in: directory + "/tls")
+        let tls = try await EtcdTLS.shared()
         let token = randomHex(32)
         let prefix = "/registry-\(suffix)"
         let etcdClient = try EtcdClient(configuration: .init(endpoints: [etcd.endpoint]))

@@ -14,6 +14,8 @@ final class APIHandler: Sendable {
     let tokens: Set<String>
     let logger: Logger
     let watches = WatchCounter()
+    /// Requests served, by `METHOD` (`GET`, `PUT`, …; `WATCH` for watch requests).
+    let requestCounts = Mutex<[String: Int]>([:])
 
     init(store: Store, tokens: Set<String>, logger: Logger) {
         self.store = store
@@ -22,6 +24,8 @@ final class APIHandler: Sendable {
     }
 
     func handle(_ request: HTTPRequest) async -> HandlerResult {
+        let isWatch = request.query["watch"] == "true" || request.query["watch"] == "1"
+        requestCounts.withLock { $0[isWatch ? "WATCH" : request.method.rawValue, default: 0] += 1 }
         do {
             return try await route(request)
         } catch let error as APIError {

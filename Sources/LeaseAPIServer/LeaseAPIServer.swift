@@ -145,6 +145,10 @@ public final class LeaseAPIServer: Sendable {
     /// How many watch streams are open right now.
     public var activeWatchCount: Int { api.watches.count }
 
+    /// How many requests the server has answered since it started, by HTTP method (`GET`, `POST`, `PUT`,
+    /// `DELETE`, …), with watch requests counted as `WATCH`. Benchmarks use it to count store round trips.
+    public var requestCounts: [String: Int] { api.requestCounts.withLock { $0 } }
+
     private init(
         port: Int, baseURL: String, configuration: Configuration, serverChannel: any Channel,
         connections: ConnectionRegistry, api: APIHandler, logger: Logger

@@ -3,6 +3,7 @@ import Kubernetes
 import KubernetesLock
 import KubernetesTesting
 import LeaderElection
+import LockConformance
 import Testing
 
 /// The record ↔ Lease spec mapping, exactly as client-go's `LeaderElectionRecordToLeaseSpec` writes it.
@@ -188,4 +189,39 @@ import Testing
             _ = try? await run.value
         }
     }
+
+    @Test(.enabled(if: ProcessInfo.processInfo.environment[KubernetesTestEnvironment.kubeconfigVariable] == nil,
+                   "counts requests at the local LeaseAPIServer"))
+    func aRenewalIsOnePUTAndNothingElse() async throws {
+        try await KubernetesTestEnvironment.with { env in
+            let server = try #require(env.server)
+            let lock = InstrumentedLock(try lock(env, "renewals", "a"))
+            var configuration = LeaderElectionConfiguration(name: "renewals")
+            configuration.leaseDuration = .seconds(3)
+            configuration.renewDeadline = .seconds(2)
+            configuration.retryPeriod = .milliseconds(100)
+            let elector = try LeaderElector(lock: lock, configuration: configuration, clock: ContinuousClock())
+            let events = elector.events()
+            let run = Task { try await elector.run { _ in try? await Task.sleep(for: .seconds(3600)) } }
+            for await event in events { if case .startedLeading = event { break } }
+            // Steady state: from one renewal to five renewals later, nobody else talks to the server.
+            func renewals() -> Int { lock.counts.updates }
+            let start = renewals() + 1
+            while renewals() < start { try await Task.sleep(for: .milliseconds(10)) }   // in-process counter: no server load
+            let before = server.requestCounts
+            let lockBefore = lock.counts
+            while renewals() < start + 5 { try await Task.sleep(for: .milliseconds(10)) }
+            let after = server.requestCounts
+            let lockAfter = lock.counts
+            run.cancel()
+            _ = try? await run.value
+            let puts = after["PUT", default: 0] - before["PUT", default: 0]
+            #expect(lockAfter.updates - lockBefore.updates == 5)
+            #expect(lockAfter.gets == lockBefore.gets, "the elector read the lock while renewing")
+            #expect(puts == 5, "5 renewals took \(puts) PUTs")
+            #expect(after["GET", default: 0] == before["GET", default: 0], "renewals read the Lease: \(before) → \(after)")
+            #expect(after["POST", default: 0] == before["POST", default: 0])
+        }
+    }
 }
+

@@ -22,7 +22,7 @@ import Glibc
     static let lease = 4, renew = 3, retry = 1
 
     @Test func contendsWithThePythonClientOnOneLease() async throws {
-        let python = try PythonEnvironment.interpreter()
+        let python = try await PythonEnvironment.interpreter()
         try await KubernetesTestEnvironment.with { env in
             let name = "interop-\(UUID().uuidString.lowercased().prefix(8))"
             let ledger = LeadershipLedger()
@@ -146,7 +146,15 @@ final class LeadershipLedger: Sendable {
 
 /// Finds (creating once) the virtualenv with the Python client.
 enum PythonEnvironment {
-    static func interpreter() throws -> String {
+    /// The venv's python, made by `scripts/python-venv` on a thread of its own (pip may take a while; the
+    /// cooperative pool must not wait for it).
+    static func interpreter() async throws -> String {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread { continuation.resume(with: Result { try interpreterBlocking() }) }
+        }
+    }
+
+    private static func interpreterBlocking() throws -> String {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
         let process = Process()
         process.executableURL = URL(fileURLWithPath: root + "/scripts/python-venv")

@@ -34,7 +34,8 @@ struct TLSAndCredentialsTests {
 
     @Test func bearerTokenOverTLSWithCAFromAFile() async throws {
         try await withTemporaryDirectory { dir in
-            let pki = try TestPKI(in: dir)
+            let pki = try await TestPKI.shared()
+            try pki.install(in: dir)
             try await withServer(tls: try pki.serverTLS(), handler: Self.okHandler) { server in
                 let path = try dir.write("kube/config", kubeconfig(server: server.url, cluster: "certificate-authority: ../pki/ca.crt", user: "token: abc.def"))
                 try await withClient(try KubernetesConfiguration.kubeconfig(path: path)) { client in
@@ -48,7 +49,8 @@ struct TLSAndCredentialsTests {
 
     @Test func clientCertificateFilesAreUsedForMutualTLS() async throws {
         try await withTemporaryDirectory { dir in
-            let pki = try TestPKI(in: dir)
+            let pki = try await TestPKI.shared()
+            try pki.install(in: dir)
             try await withServer(tls: try pki.serverTLS(requireClientCertificate: true), handler: Self.okHandler) { server in
                 let path = try dir.write("config", kubeconfig(
                     server: server.url,
@@ -66,7 +68,8 @@ struct TLSAndCredentialsTests {
 
     @Test func clientCertificateDataIsUsedForMutualTLS() async throws {
         try await withTemporaryDirectory { dir in
-            let pki = try TestPKI(in: dir)
+            let pki = try await TestPKI.shared()
+            try pki.install(in: dir)
             func b64(_ text: String) -> String { Data(text.utf8).base64EncodedString() }
             try await withServer(tls: try pki.serverTLS(requireClientCertificate: true), handler: Self.okHandler) { server in
                 let path = try dir.write("config", kubeconfig(
@@ -85,7 +88,8 @@ struct TLSAndCredentialsTests {
 
     @Test func mutualTLSServerRejectsAClientWithoutCertificate() async throws {
         try await withTemporaryDirectory { dir in
-            let pki = try TestPKI(in: dir)
+            let pki = try await TestPKI.shared()
+            try pki.install(in: dir)
             try await withServer(tls: try pki.serverTLS(requireClientCertificate: true), handler: Self.okHandler) { server in
                 let configuration = KubernetesConfiguration(server: server.url, caPEM: pki.caPEM, requestTimeout: .seconds(3))
                 try await withClient(configuration) { client in
@@ -99,7 +103,8 @@ struct TLSAndCredentialsTests {
 
     @Test func untrustedServerCertificateFailsUnlessInsecureSkipIsSet() async throws {
         try await withTemporaryDirectory { dir in
-            let pki = try TestPKI(in: dir)
+            let pki = try await TestPKI.shared()
+            try pki.install(in: dir)
             try await withServer(tls: try pki.serverTLS(), handler: Self.okHandler) { server in
                 // Trusting another CA: the handshake fails with a typed error.
                 let otherCA = try dir.write("other/config", kubeconfig(
@@ -131,7 +136,8 @@ struct TLSAndCredentialsTests {
 
     @Test func tlsServerNameIsTheNameVerified() async throws {
         try await withTemporaryDirectory { dir in
-            let pki = try TestPKI(in: dir)
+            let pki = try await TestPKI.shared()
+            try pki.install(in: dir)
             // The certificate names only kube.test; the server is reached at 127.0.0.1.
             try await withServer(tls: try pki.serverTLS(namedOnly: true), handler: Self.okHandler) { server in
                 var configuration = KubernetesConfiguration(server: server.url, caPEM: pki.caPEM, tlsServerName: "kube.test")
@@ -174,7 +180,8 @@ struct TLSAndCredentialsTests {
 
     @Test func inClusterRereadsTheRotatedToken() async throws {
         try await withTemporaryDirectory { dir in
-            let pki = try TestPKI(in: dir)
+            let pki = try await TestPKI.shared()
+            try pki.install(in: dir)
             try await withServer(tls: try pki.serverTLS(), handler: Self.okHandler) { server in
                 let sa = try serviceAccount(in: dir, ca: pki.caPEM)
                 let configuration = try KubernetesConfiguration.inCluster(
@@ -204,7 +211,8 @@ struct TLSAndCredentialsTests {
 
     @Test func inClusterIPv6HostIsBracketed() async throws {
         try await withTemporaryDirectory { dir in
-            let pki = try TestPKI(in: dir)
+            let pki = try await TestPKI.shared()
+            try pki.install(in: dir)
             let sa = try serviceAccount(in: dir, ca: pki.caPEM, namespace: nil)
             let configuration = try KubernetesConfiguration.inCluster(
                 environment: ["KUBERNETES_SERVICE_HOST": "fd00:10:96::1", "KUBERNETES_SERVICE_PORT": "443"],

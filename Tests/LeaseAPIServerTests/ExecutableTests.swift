@@ -13,7 +13,7 @@ import Testing
 @Suite struct ExecutableTests {
     @Test func servesOverTLSAndExitsCleanlyOnSIGTERM() async throws {
         try await SharedEtcdServer.withServer { etcd in
-            let tls = try EtcdTLS.generate()
+            let tls = try await EtcdTLS.shared()
             let process = try ServerProcess.start([
                 "--etcd-endpoints", etcd.endpoint, "--port", "0", "--bind-address", "127.0.0.1",
                 "--tls-cert-file", tls.serverCertFile, "--tls-private-key-file", tls.serverKeyFile,

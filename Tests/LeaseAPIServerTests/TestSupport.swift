@@ -46,7 +46,7 @@ final class ServerFixture: Sendable {
     }
 
     private static func with<T>(_ etcdServer: EtcdServer, _ body: (ServerFixture) async throws -> T) async throws -> T {
-        let tls = try EtcdTLS.generate()
+        let tls = try await EtcdTLS.shared()
         let etcd = try EtcdClient(configuration: .init(endpoints: [etcdServer.endpoint], requestTimeout: .seconds(5)))
         let prefix = "/test-\(UUID().uuidString.lowercased())/registry"
         let server: LeaseAPIServer

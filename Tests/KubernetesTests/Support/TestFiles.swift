@@ -1,3 +1,4 @@
+import Synchronization
 import Foundation
 import NIOSSL
 import Testing
@@ -41,6 +42,18 @@ func withTemporaryDirectory<T>(_ body: (TemporaryDirectory) async throws -> T) a
 /// server certificate only for the name `kube.test` (to test `tls-server-name`), a client certificate, and an
 /// unrelated CA that trusts none of them.
 struct TestPKI: Sendable {
+    /// One set per test process, generated once on a thread of its own (never on Swift's cooperative pool,
+    /// which the `openssl` runs would block) into a directory removed when the process exits.
+    static func shared() async throws -> TestPKI { try await sharedPKI.value }
+
+    /// Copies the PEM files into `directory/pki` (for kubeconfigs naming them by relative path).
+    func install(in directory: TemporaryDirectory) throws {
+        for (name, text) in [("ca.crt", caPEM), ("other-ca.crt", otherCAPEM), ("server.crt", serverCertificatePEM),
+                             ("server.key", serverKeyPEM), ("client.crt", clientCertificatePEM), ("client.key", clientKeyPEM)] {
+            try directory.write("pki/" + name, text)
+        }
+    }
+
     let caPEM: String
     let serverCertificatePEM: String
     let serverKeyPEM: String
@@ -149,3 +162,19 @@ struct PKIError: Error, CustomStringConvertible {
     var message: String
     var description: String { message }
 }
+
+private let sharedPKI = Task<TestPKI, any Error> {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread {
+            continuation.resume(with: Result {
+                let directory = try TemporaryDirectory()
+                sharedPKIDirectory.withLock { $0 = directory.path }
+                atexit {
+                    if let path = sharedPKIDirectory.withLock({ $0 }) { try? FileManager.default.removeItem(atPath: path) }
+                }
+                return try TestPKI(in: directory)
+            })
+        }
+    }
+}
+private let sharedPKIDirectory = Mutex<String?>(nil)
