@@ -124,9 +124,15 @@ public final class KubernetesLock: ResourceLock {
             lease = base
         } else {
             // Not read at this version by this lock: read it (never on the elector's fast path).
-            guard let current = try await get() else { throw LeaderElectionError.notFound("\(description) does not exist") }
-            guard current.version == version else {
-                throw LeaderElectionError.conflict("\(description) is at resourceVersion \(current.version), not \(version)", current: current.version)
+            let currentVersion: LockVersion
+            do {
+                guard let current = try await get() else { throw LeaderElectionError.notFound("\(description) does not exist") }
+                currentVersion = current.version
+            } catch let error as LeaderElectionError where error.code == .corruptRecord && error.version != nil {
+                currentVersion = error.version!   // an unusable Lease may be replaced by compare-and-swap too
+            }
+            guard currentVersion == version else {
+                throw LeaderElectionError.conflict("\(description) is at resourceVersion \(currentVersion), not \(version)", current: currentVersion)
             }
             guard let base = cached.withLock({ $0 }) else { throw LeaderElectionError.notFound("\(description) does not exist") }
             lease = base

@@ -139,7 +139,7 @@ public final class KubernetesTestEnvironment: Sendable {
                 configuration: .init(
                     host: "127.0.0.1", port: 0,
                     tls: .init(certificateChainFile: tls.serverCertFile, privateKeyFile: tls.serverKeyFile),
-                    bearerTokens: [token], etcdKeyPrefix: prefix),
+                    bearerTokens: [token], etcdPrefix: prefix),
                 etcd: etcdClient, logger: logger)
         } catch {
             etcdClient.close()

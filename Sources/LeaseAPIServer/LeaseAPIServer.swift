@@ -1,1 +1,305 @@
-import Kubernetes
+import Etcd
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+import Synchronization
+
+/// The part of the Kubernetes API that lease clients use — Leases, Events, Namespaces — served over
+/// HTTP(S) from etcd, answering as kube-apiserver does.
+///
+/// Built for tests and development: a real endpoint for `KubernetesLock`, client-go-style lease clients and
+/// `kubectl`, without a cluster. Objects are stored in etcd exactly where
+/// kube-apiserver keeps them (`<prefix>/leases/<namespace>/<name>`, `<prefix>/events/<namespace>/<name>`,
+/// `<prefix>/namespaces/<name>`), as JSON without `metadata.resourceVersion`; every read reports the key's
+/// etcd `mod_revision` as the resourceVersion, and a list reports the revision it was read at.
+///
+/// ```swift
+/// let etcd = try EtcdClient(configuration: .init(endpoints: ["127.0.0.1:2379"]))
+/// let server = try await LeaseAPIServer.start(
+///     configuration: .init(tls: .init(certificateChainFile: "server.crt", privateKeyFile: "server.key"),
+///                          bearerTokens: ["secret"]),
+///     etcd: etcd, logger: logger)
+/// print(server.baseURL)            // https://127.0.0.1:PORT
+/// …
+/// await server.shutdown()          // the etcd client stays open: it is the caller's
+/// ```
+///
+/// ## Routes
+///
+/// | path | methods |
+/// |---|---|
+/// | `/apis/coordination.k8s.io/v1/namespaces/{ns}/leases` | GET (list, `?watch=true`), POST |
+/// | `/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}` | GET, PUT (creates a missing lease), DELETE |
+/// | `/apis/coordination.k8s.io/v1/leases` | GET (cluster-wide list, `?watch=true`) |
+/// | `/api/v1/namespaces/{ns}/events` | GET (list, `?watch=true`), POST (`metadata.generateName` supported) |
+/// | `/api/v1/namespaces/{ns}/events/{name}` | GET, PUT, DELETE |
+/// | `/api/v1/events` | GET (cluster-wide list, `?watch=true`) |
+/// | `/api/v1/namespaces` | GET (list, `?watch=true`), POST |
+/// | `/api/v1/namespaces/{name}` | GET, DELETE (also deletes the namespace's leases and events) |
+/// | `/healthz`, `/livez` | GET: `ok` |
+/// | `/readyz` | GET: `ok` when etcd answers, else 500 |
+/// | `/version`, `/api`, `/apis`, `/api/v1`, `/apis/coordination.k8s.io`, `/apis/coordination.k8s.io/v1` | GET: version and discovery documents |
+///
+/// Lists take `labelSelector` (`k=v`, `k==v`, `k!=v`, `k`, `!k`, `k in (a,b)`, `k notin (a,b)`, comma = AND),
+/// `fieldSelector` (`metadata.name`, `metadata.namespace`; events also `involvedObject.*`, `reason`, `type`,
+/// `source`, `reportingComponent`; namespaces `status.phase`), `limit` and `continue`. Watches take
+/// `resourceVersion` (absent or `0`: an `ADDED` event for every current object first), `timeoutSeconds`
+/// and the same selectors, and stream one `{"type":…,"object":…}` JSON line per event; a compacted
+/// resourceVersion ends the stream with an `ERROR` event carrying a 410 `Expired` Status.
+///
+/// Errors are `meta/v1 Status` objects with kube-apiserver's codes, reasons and messages (`NotFound`,
+/// `AlreadyExists`, `Conflict` with the optimistic-lock message, `Invalid` with one cause per field,
+/// `BadRequest`, `Unauthorized`, `MethodNotAllowed`, `Expired`); etcd failures become 503
+/// `ServiceUnavailable` (etcd unreachable) or 500 `InternalError` (anything else, including a stored value
+/// that cannot be decoded), and the server keeps serving.
+///
+/// ## Deviations from kube-apiserver
+///
+/// - **Namespaces are not enforced.** Leases and events may be created in namespaces that were never
+///   created (kube-apiserver's `NamespaceLifecycle` admission answers 404 there). `default`, `kube-system`,
+///   `kube-public` and `kube-node-lease` are created in etcd in the background at start (when absent), and
+///   `default`, `kube-system` and `kube-public` cannot be deleted (403, as in kube).
+/// - **Namespace deletion is immediate**: the namespace, its leases and its events are removed in one etcd
+///   transaction; the response is the namespace in phase `Terminating` (as kube answers), but it is gone at
+///   once instead of after the namespace controller's finalization.
+/// - **No `managedFields`**: server-side apply is not implemented; `managedFields` sent by a client are
+///   stored verbatim. PATCH (any patch type), DELETE of collections, `dryRun`, `fieldManager`,
+///   `fieldValidation` (unknown fields are dropped silently, as with `Ignore`), Protobuf and Table output
+///   are not supported (PATCH answers 405).
+/// - **Authentication** is a static set of bearer tokens and no authorization: any valid token may do
+///   everything. Without tokens configured, authentication is off. A request without a token may read
+///   `/healthz`, `/livez`, `/readyz` and `/version` (as kube's `system:public-info-viewer` allows) and gets
+///   401 everywhere else (kube with `--anonymous-auth=false`); a wrong token gets 401 everywhere.
+/// - **Watches** read etcd directly (no watch cache): `resourceVersion` `0` behaves like an absent one,
+///   bookmarks are never sent (`allowWatchBookmarks` is accepted and ignored), and there is no default
+///   timeout (kube closes watches after 30–60 minutes). `resourceVersionMatch` is ignored; lists always read
+///   the latest revision.
+/// - **Events** keep only the fields of ``CoreEvent`` (`action`, `related`, `series` are dropped), are not
+///   given kube's one-hour TTL, and are validated only for name and `involvedObject.namespace`.
+/// - **Validation** covers names (DNS subdomains; DNS labels for namespaces), the Lease spec rules, the
+///   immutability of `metadata.uid` and the namespace in the body; labels, annotations and owner
+///   references are not validated. `creationTimestamp` sent on an update is ignored, as kube does.
+/// - `metadata.generation`, `selfLink`, `deletionTimestamp` and `deletionGracePeriodSeconds` sent on a
+///   create are dropped; on an update, `generation` keeps its stored value.
+public final class LeaseAPIServer: Sendable {
+    /// How the server listens and authenticates, and where it keeps objects in etcd.
+    public struct Configuration: Sendable {
+        /// The address to bind. Default `127.0.0.1`.
+        public var host: String
+        /// The port to bind; `0` picks a free port (read it from ``LeaseAPIServer/port``). Default `0`.
+        public var port: Int
+        /// Serve HTTPS with this certificate, or plain HTTP when `nil`. Default `nil`.
+        public var tls: TLS?
+        /// The bearer tokens accepted in `Authorization: Bearer <token>`; empty disables authentication.
+        public var bearerTokens: Set<String>
+        /// The etcd key prefix (kube-apiserver's `--etcd-prefix`). Default `/registry`.
+        public var etcdPrefix: String
+
+        /// The server certificate, as PEM files.
+        public struct TLS: Sendable, Hashable {
+            /// The certificate chain (leaf first), PEM.
+            public var certificateChainFile: String
+            /// The leaf certificate's private key, PEM.
+            public var privateKeyFile: String
+
+            /// Creates TLS settings.
+            public init(certificateChainFile: String, privateKeyFile: String) {
+                self.certificateChainFile = certificateChainFile
+                self.privateKeyFile = privateKeyFile
+            }
+        }
+
+        /// Creates a configuration.
+        public init(
+            host: String = "127.0.0.1",
+            port: Int = 0,
+            tls: TLS? = nil,
+            bearerTokens: Set<String> = [],
+            etcdPrefix: String = "/registry"
+        ) {
+            self.host = host
+            self.port = port
+            self.tls = tls
+            self.bearerTokens = bearerTokens
+            self.etcdPrefix = etcdPrefix
+        }
+    }
+
+    /// The port the server listens on.
+    public let port: Int
+    /// `https://HOST:PORT` (or `http://…` without TLS); IPv6 hosts in brackets.
+    public let baseURL: String
+    /// The configuration the server was started with.
+    public let configuration: Configuration
+
+    private let serverChannel: any Channel
+    private let connections: ConnectionRegistry
+    private let runTask: Mutex<Task<Void, Never>?>
+    private let backgroundTasks: Mutex<[Task<Void, Never>]>
+    private let api: APIHandler
+    private let logger: Logger
+
+    /// How many watch streams are open right now.
+    public var activeWatchCount: Int { api.watches.count }
+
+    private init(
+        port: Int, baseURL: String, configuration: Configuration, serverChannel: any Channel,
+        connections: ConnectionRegistry, api: APIHandler, logger: Logger
+    ) {
+        self.port = port
+        self.baseURL = baseURL
+        self.configuration = configuration
+        self.serverChannel = serverChannel
+        self.connections = connections
+        self.api = api
+        self.logger = logger
+        self.runTask = Mutex(nil)
+        self.backgroundTasks = Mutex([])
+    }
+
+    /// Starts listening and returns once the listening socket is bound.
+    ///
+    /// etcd is not contacted here: while it is unreachable, requests get 503 `ServiceUnavailable`.
+    ///
+    /// - Parameters:
+    ///   - configuration: where to listen, TLS, tokens, etcd prefix.
+    ///   - etcd: the etcd client to store objects with; the server never closes it.
+    ///   - logger: where requests (debug; 5xx at info) and lifecycle events are logged; discarded by default.
+    /// - Throws: ``LeaseAPIServerError`` when the TLS files cannot be loaded or the address cannot be bound.
+    public static func start(
+        configuration: Configuration,
+        etcd: EtcdClient,
+        logger: Logger = Logger(label: "lease-apiserver", factory: { _ in SwiftLogNoOpLogHandler() })
+    ) async throws -> LeaseAPIServer {
+        let sslContext: NIOSSLContext?
+        if let tls = configuration.tls {
+            sslContext = try makeSSLContext(tls)
+        } else {
+            sslContext = nil
+        }
+        var prefix = configuration.etcdPrefix
+        while prefix.hasSuffix("/") { prefix.removeLast() }
+        let api = APIHandler(
+            store: Store(etcd: etcd, prefix: prefix), tokens: configuration.bearerTokens, logger: logger)
+        let connections = ConnectionRegistry()
+
+        let serverChannel: NIOAsyncChannel<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, Never>
+        do {
+            serverChannel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .serverChannelOption(.backlog, value: 256)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .bind(host: configuration.host, port: configuration.port) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        if let sslContext {
+                            try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext))
+                        }
+                        // Without pipelining assistance: it stops reading while a response is in flight, so a
+                        // client leaving a watch (a TLS close_notify) would go unnoticed. Requests are served
+                        // strictly one after the other by the connection's task anyway.
+                        try channel.pipeline.syncOperations.configureHTTPServerPipeline(
+                            withPipeliningAssistance: false, withErrorHandling: true)
+                        return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(
+                            wrappingChannelSynchronously: channel)
+                    }
+                }
+        } catch {
+            throw LeaseAPIServerError("cannot listen on \(configuration.host):\(configuration.port): \(error)")
+        }
+        guard let port = serverChannel.channel.localAddress?.port else {
+            try? await serverChannel.channel.close()
+            throw LeaseAPIServerError("cannot determine the port bound on \(configuration.host)")
+        }
+        let scheme = sslContext == nil ? "http" : "https"
+        let host = configuration.host.contains(":") ? "[\(configuration.host)]" : configuration.host
+        let baseURL = "\(scheme)://\(host):\(port)"
+        let server = LeaseAPIServer(
+            port: port, baseURL: baseURL, configuration: configuration, serverChannel: serverChannel.channel,
+            connections: connections, api: api, logger: logger)
+
+        let connectionLogger = logger
+        let task = Task {
+            await withDiscardingTaskGroup { group in
+                do {
+                    try await serverChannel.executeThenClose { inbound in
+                        for try await connection in inbound {
+                            group.addTask {
+                                await HTTPConnection(
+                                    channel: connection, api: api, registry: connections, logger: connectionLogger
+                                ).run()
+                            }
+                        }
+                    }
+                } catch {
+                    connectionLogger.debug("listener stopped", metadata: ["error.message": "\(error)"])
+                }
+            }
+        }
+        server.runTask.withLock { $0 = task }
+        server.backgroundTasks.withLock { $0.append(Task { await api.ensureSystemNamespaces() }) }
+        logger.info("lease-apiserver listening", metadata: ["http.url": "\(baseURL)", "etcd.prefix": "\(prefix)"])
+        return server
+    }
+
+    /// Stops listening, closes every connection (ending open watch streams) and waits until every request
+    /// handler has finished. The etcd client is left open. Idempotent.
+    public func shutdown() async {
+        connections.beginShutdown()
+        try? await serverChannel.close()
+        connections.closeAll()
+        let task = runTask.withLock { $0 }
+        // Requests still waiting for etcd are cancelled rather than awaited.
+        task?.cancel()
+        let tasks = backgroundTasks.withLock { tasks in
+            defer { tasks = [] }
+            return tasks
+        }
+        for task in tasks { task.cancel() }
+        await task?.value
+        for task in tasks { await task.value }
+        logger.info("lease-apiserver stopped", metadata: ["http.url": "\(baseURL)"])
+    }
+
+    private static func makeSSLContext(_ tls: Configuration.TLS) throws -> NIOSSLContext {
+        let chain: [NIOSSLCertificate]
+        do {
+            chain = try NIOSSLCertificate.fromPEMFile(tls.certificateChainFile)
+        } catch {
+            throw LeaseAPIServerError("cannot load the TLS certificate chain \(tls.certificateChainFile): \(error)")
+        }
+        guard !chain.isEmpty else {
+            throw LeaseAPIServerError("the TLS certificate file \(tls.certificateChainFile) holds no certificate")
+        }
+        let key: NIOSSLPrivateKey
+        do {
+            key = try NIOSSLPrivateKey(file: tls.privateKeyFile, format: .pem)
+        } catch {
+            throw LeaseAPIServerError("cannot load the TLS private key \(tls.privateKeyFile): \(error)")
+        }
+        var configuration = TLSConfiguration.makeServerConfiguration(
+            certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
+        configuration.applicationProtocols = ["http/1.1"]
+        do {
+            return try NIOSSLContext(configuration: configuration)
+        } catch {
+            throw LeaseAPIServerError(
+                "cannot use the TLS certificate \(tls.certificateChainFile) with the key \(tls.privateKeyFile): \(error)")
+        }
+    }
+}
+
+/// An error starting ``LeaseAPIServer``: unusable TLS files, an address that cannot be bound.
+public struct LeaseAPIServerError: Error, Sendable, CustomStringConvertible {
+    /// What went wrong.
+    public var message: String
+
+    /// Creates an error.
+    public init(_ message: String) {
+        self.message = message
+    }
+
+    public var description: String { message }
+}

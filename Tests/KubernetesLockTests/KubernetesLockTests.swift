@@ -157,8 +157,8 @@ import Testing
             }
             #expect(messages.contains("cand-1 became leader"))
             #expect(messages.contains("cand-1 stopped leading"))
-            let events = try await env.client.listEvents(namespace: env.namespace, fieldSelector: selector)
-            for event in events.items {
+            let recorded = try await env.client.listEvents(namespace: env.namespace, fieldSelector: selector)
+            for event in recorded.items {
                 #expect(event.type == "Normal" && event.reason == "LeaderElection")
                 #expect(event.involvedObject.kind == "Lease" && event.involvedObject.name == name && event.involvedObject.namespace == env.namespace)
             }

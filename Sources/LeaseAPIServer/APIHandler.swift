@@ -1,0 +1,578 @@
+import Etcd
+import Foundation
+import Kubernetes
+import LeaderElection
+import Logging
+import NIOCore
+import NIOFoundationCompat
+import NIOHTTP1
+import Synchronization
+
+/// Authenticates, routes and serves one request. Runs in the connection's task, never on an event loop.
+final class APIHandler: Sendable {
+    let store: Store
+    let tokens: Set<String>
+    let logger: Logger
+    let watches = WatchCounter()
+
+    init(store: Store, tokens: Set<String>, logger: Logger) {
+        self.store = store
+        self.tokens = tokens
+        self.logger = logger
+    }
+
+    func handle(_ request: HTTPRequest) async -> HandlerResult {
+        do {
+            return try await route(request)
+        } catch let error as APIError {
+            return .response(Self.statusResponse(error))
+        } catch {
+            return .response(Self.statusResponse(.etcd(error, "\(request.method.rawValue) \(request.path)")))
+        }
+    }
+
+    static func statusResponse(_ error: APIError) -> HTTPResponse {
+        let body = (try? ServerJSON.encode(error.status)).map(Array.init) ?? Array(#"{"kind":"Status","apiVersion":"v1"}"#.utf8)
+        return .json(HTTPResponseStatus(statusCode: error.code), body)
+    }
+
+    static func objectResponse<T: Encodable>(_ status: HTTPResponseStatus, _ object: T) throws -> HTTPResponse {
+        .json(status, Array(try ServerJSON.encode(object)))
+    }
+
+    // MARK: - Authentication
+
+    private enum Identity { case authenticated, anonymous, rejected }
+
+    /// kube's bearer token authenticator: `Authorization: Bearer <token>` (scheme case-insensitive).
+    private func authenticate(_ request: HTTPRequest) -> Identity {
+        guard !tokens.isEmpty else { return .authenticated }
+        guard let header = request.headers.first(name: "Authorization")?.trimmingCharacters(in: .whitespaces), !header.isEmpty else {
+            return .anonymous
+        }
+        let parts = header.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return .anonymous }
+        let token = parts[1].trimmingCharacters(in: .whitespaces)
+        guard !token.isEmpty else { return .anonymous }
+        var accepted = false
+        for candidate in tokens where constantTimeEquals(candidate, token) { accepted = true }
+        return accepted ? .authenticated : .rejected
+    }
+
+    private func constantTimeEquals(_ a: String, _ b: String) -> Bool {
+        let x = Array(a.utf8)
+        let y = Array(b.utf8)
+        guard x.count == y.count else { return false }
+        var difference: UInt8 = 0
+        for index in x.indices { difference |= x[index] ^ y[index] }
+        return difference == 0
+    }
+
+    // MARK: - Routing
+
+    private static let publicPaths: Set<[String]> = [["healthz"], ["livez"], ["readyz"], ["version"]]
+
+    private func route(_ request: HTTPRequest) async throws -> HandlerResult {
+        switch authenticate(request) {
+        case .authenticated: break
+        case .rejected: throw APIError.unauthorized
+        case .anonymous:
+            guard Self.publicPaths.contains(request.segments) else { throw APIError.unauthorized }
+        }
+        let s = request.segments
+        // A segment that decodes to something with a slash, or to a dot path, names nothing.
+        guard !s.contains(where: { $0.contains("/") || $0 == "." || $0 == ".." }) else { throw APIError.pathNotFound }
+        switch s.count {
+        case 1 where s[0] == "healthz" || s[0] == "livez":
+            try requireGet(request)
+            return .response(.text(.ok, "ok"))
+        case 1 where s[0] == "readyz":
+            try requireGet(request)
+            return .response(await readiness())
+        case 1 where s[0] == "version":
+            try requireGet(request)
+            return .response(.json(.ok, Array(Discovery.version.utf8)))
+        default:
+            break
+        }
+        if let document = Discovery.document(for: s) {
+            try requireGet(request)
+            return .response(.json(.ok, Array(document.utf8)))
+        }
+        if s.count >= 3 && s[0] == "apis" && s[1] == "coordination.k8s.io" && s[2] == "v1" {
+            let rest = Array(s.dropFirst(3))
+            return try await resourceRoute(Lease.self, rest, request)
+        }
+        if s.count >= 2 && s[0] == "api" && s[1] == "v1" {
+            let rest = Array(s.dropFirst(2))
+            if rest.first == "namespaces" && (rest.count == 1 || rest.count == 2) {
+                return try await namespaceRoute(rest.count == 2 ? rest[1] : nil, request)
+            }
+            return try await resourceRoute(CoreEvent.self, rest, request)
+        }
+        throw APIError.pathNotFound
+    }
+
+    private func requireGet(_ request: HTTPRequest) throws {
+        guard request.method == .GET else { throw APIError.methodNotAllowed(request.method.rawValue, nil) }
+    }
+
+    /// `namespaces/{ns}/<resource>[/{name}]` and the cluster-wide `<resource>`.
+    private func resourceRoute<T: APIObject>(_ type: T.Type, _ rest: [String], _ request: HTTPRequest) async throws -> HandlerResult {
+        let resource = T.info.resource
+        if rest.count == 1 && rest[0] == resource {
+            guard request.method == .GET else { throw APIError.methodNotAllowed(verb(request.method, collection: true), T.info) }
+            return try await listOrWatch(T.self, namespace: nil, request)
+        }
+        guard rest.count >= 3, rest[0] == "namespaces", rest[2] == resource, rest.count <= 4 else { throw APIError.pathNotFound }
+        let namespace = rest[1]
+        if rest.count == 3 {
+            switch request.method {
+            case .GET: return try await listOrWatch(T.self, namespace: namespace, request)
+            case .POST: return .response(try await create(T.self, namespace: namespace, request))
+            default: throw APIError.methodNotAllowed(verb(request.method, collection: true), T.info)
+            }
+        }
+        let name = rest[3]
+        switch request.method {
+        case .GET: return .response(try await get(T.self, namespace: namespace, name: name))
+        case .PUT: return .response(try await replace(T.self, namespace: namespace, name: name, request))
+        case .DELETE: return .response(try await delete(T.self, namespace: namespace, name: name, request))
+        default: throw APIError.methodNotAllowed(verb(request.method, collection: false), T.info)
+        }
+    }
+
+    private func namespaceRoute(_ name: String?, _ request: HTTPRequest) async throws -> HandlerResult {
+        guard let name else {
+            switch request.method {
+            case .GET: return try await listOrWatch(NamespaceObject.self, namespace: nil, request)
+            case .POST: return .response(try await create(NamespaceObject.self, namespace: nil, request))
+            default: throw APIError.methodNotAllowed(verb(request.method, collection: true), NamespaceObject.info)
+            }
+        }
+        switch request.method {
+        case .GET: return .response(try await get(NamespaceObject.self, namespace: nil, name: name))
+        case .DELETE: return .response(try await deleteNamespace(name))
+        default: throw APIError.methodNotAllowed(verb(request.method, collection: false), NamespaceObject.info)
+        }
+    }
+
+    /// The API verb of a method, for `MethodNotAllowed` messages.
+    private func verb(_ method: HTTPMethod, collection: Bool) -> String {
+        switch method {
+        case .GET: collection ? "list" : "get"
+        case .POST: "create"
+        case .PUT: "update"
+        case .PATCH: "patch"
+        case .DELETE: collection ? "deletecollection" : "delete"
+        default: method.rawValue
+        }
+    }
+
+    private func readiness() async -> HTTPResponse {
+        do {
+            _ = try await store.etcd.status()
+            return .text(.ok, "ok")
+        } catch {
+            logger.debug("readiness check failed", metadata: ["error.message": "\(error)"])
+            return .text(.internalServerError, "[+]ping ok\n[-]etcd failed: reason withheld\nreadyz check failed\n")
+        }
+    }
+
+    // MARK: - Reading request bodies
+
+    /// Decodes a request body as kube's create and update handlers do, with their error messages.
+    func decodeBody<T: APIObject>(_ type: T.Type, _ body: ByteBuffer) throws -> T {
+        let info = T.info
+        let data = Data(body.readableBytesView)
+        let json: JSONValue
+        do {
+            json = try KubernetesJSON.decode(JSONValue.self, from: data)
+        } catch {
+            throw APIError.badRequest(
+                "the object provided is unrecognized (must be of type \(info.kind)): couldn't get version/kind; json parse error: "
+                    + "\(jsonParseError(error, data)) (\(summarize(data)))")
+        }
+        guard case .object(let fields) = json else {
+            throw APIError.badRequest(
+                "the object provided is unrecognized (must be of type \(info.kind)): couldn't get version/kind; json parse error: "
+                    + "json: cannot unmarshal \(jsonTypeName(json)) into Go value of type struct { APIVersion string \"json:\\\"apiVersion,omitempty\\\"\"; Kind string \"json:\\\"kind,omitempty\\\"\" } (\(summarize(data)))")
+        }
+        let apiVersion = fields["apiVersion"]?.stringValue ?? ""
+        let kind = fields["kind"]?.stringValue ?? ""
+        if !apiVersion.isEmpty && apiVersion != info.apiVersion && (kind.isEmpty || kind == info.kind || !apiVersion.contains("/")) {
+            throw APIError.badRequest("the API version in the data (\(apiVersion)) does not match the expected API version (\(info.apiVersion))")
+        }
+        let version = (apiVersion.isEmpty ? info.apiVersion : apiVersion).split(separator: "/").last.map(String.init) ?? info.version
+        if !kind.isEmpty && kind != info.kind {
+            throw APIError.badRequest(
+                "\(kind) in version \(goQuote(version)) cannot be handled as a \(info.kind): no kind \(goQuote(kind)) is registered for version \(goQuote(apiVersion.isEmpty ? info.apiVersion : apiVersion))")
+        }
+        do {
+            return try KubernetesJSON.decode(T.self, from: data)
+        } catch {
+            throw APIError.badRequest("\(info.kind) in version \(goQuote(version)) cannot be handled as a \(info.kind): \(describeDecodingError(error))")
+        }
+    }
+
+    private func jsonTypeName(_ value: JSONValue) -> String {
+        switch value {
+        case .null: "null"
+        case .bool: "bool"
+        case .number: "number"
+        case .string: "string"
+        case .array: "array"
+        case .object: "object"
+        }
+    }
+
+    private func jsonParseError(_ error: any Error, _ data: Data) -> String {
+        if data.isEmpty { return "unexpected end of JSON input" }
+        if case DecodingError.dataCorrupted(let context) = error, let underlying = context.underlyingError {
+            let text = "\(underlying)"
+            return text.isEmpty ? context.debugDescription : text
+        }
+        return describeDecodingError(error)
+    }
+
+    /// apiserver's `summarizeData`: the body, or its hex, cut to 30 bytes.
+    private func summarize(_ data: Data) -> String {
+        guard let first = data.first else { return "<empty>" }
+        let head = data.prefix(30)
+        let ellipsis = data.count > 30 ? " ..." : ""
+        if first == UInt8(ascii: "{") {
+            return String(decoding: head, as: UTF8.self) + ellipsis
+        }
+        return head.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined() + ellipsis
+    }
+
+    /// `EnsureObjectNamespaceMatchesRequestNamespace`.
+    private func ensureNamespace(_ metadata: inout ObjectMeta, _ namespace: String?) throws {
+        let requested = namespace ?? ""
+        let actual = metadata.namespace ?? ""
+        if actual == requested { return }
+        if actual.isEmpty {
+            metadata.namespace = requested
+        } else if requested.isEmpty {
+            metadata.namespace = nil
+        } else {
+            throw APIError.badRequest("the namespace of the provided object does not match the namespace sent on the request")
+        }
+    }
+
+    // MARK: - Verbs
+
+    private func get<T: APIObject>(_ type: T.Type, namespace: String?, name: String) async throws -> HTTPResponse {
+        let key = store.key(T.self, namespace: namespace, name: name)
+        guard let kv = try await store.read(key) else { throw APIError.notFound(T.info, name) }
+        return try Self.objectResponse(.ok, try store.decode(T.self, kv).withTypeMeta)
+    }
+
+    /// `rest.BeforeCreate` + `FillObjectMetaSystemFields`: uid, creation time, a generated name, and the
+    /// fields a client may not set.
+    private func prepareForCreate<T: APIObject>(_ object: inout T) {
+        object.metadata.uid = UUID().uuidString.lowercased()
+        object.metadata.creationTimestamp = Self.timestampNow()
+        for field in ["deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "generation"] {
+            object.metadata.additionalFields.removeValue(forKey: field)
+        }
+        if (object.metadata.name ?? "").isEmpty, let base = object.metadata.additionalFields["generateName"]?.stringValue, !base.isEmpty {
+            object.metadata.name = Self.generateName(base)
+        }
+        object.prepareForCreate()
+    }
+
+    /// A creation timestamp: RFC 3339, whole seconds, UTC.
+    static func timestampNow() -> String {
+        let now = MicroTime.now()
+        let seconds = MicroTime(microsecondsSinceEpoch: now.microsecondsSinceEpoch - ((now.microsecondsSinceEpoch % 1_000_000 + 1_000_000) % 1_000_000))
+        return seconds.rfc3339.replacingOccurrences(of: ".000000Z", with: "Z")
+    }
+
+    /// `SimpleNameGenerator`: the base (cut to 58 characters) and five random characters.
+    static func generateName(_ base: String) -> String {
+        let alphabet = Array("bcdfghjklmnpqrstvwxz2456789")
+        return String(base.prefix(58)) + String((0..<5).map { _ in alphabet.randomElement()! })
+    }
+
+    private func create<T: APIObject>(_ type: T.Type, namespace: String?, _ request: HTTPRequest) async throws -> HTTPResponse {
+        var object = try decodeBody(T.self, request.body)
+        try ensureNamespace(&object.metadata, namespace)
+        let generated = (object.metadata.name ?? "").isEmpty && !(object.metadata.additionalFields["generateName"]?.stringValue ?? "").isEmpty
+        var attempts = 0
+        while true {
+            var candidate = object
+            prepareForCreate(&candidate)
+            let errors = candidate.validateCreate()
+            guard errors.isEmpty else {
+                throw APIError.invalid(kind: T.info.kind, group: T.info.group, name: candidate.metadata.name ?? "", errors)
+            }
+            if let version = candidate.metadata.resourceVersion, !version.isEmpty {
+                // The etcd3 store's plain error, which the apiserver reports as a 500 without a reason.
+                throw APIError(code: 500, reason: nil, message: "resourceVersion should not be set on objects to be created")
+            }
+            let name = candidate.metadata.name ?? ""
+            let key = store.key(T.self, namespace: candidate.metadata.namespace, name: name)
+            if let revision = try await store.createIfAbsent(key, try store.encodeForStorage(candidate)) {
+                candidate.metadata.resourceVersion = String(revision)
+                return try Self.objectResponse(.created, candidate.withTypeMeta)
+            }
+            attempts += 1
+            guard generated, attempts < 8 else { throw APIError.alreadyExists(T.info, name) }
+        }
+    }
+
+    private func replace<T: APIObject>(_ type: T.Type, namespace: String?, name: String, _ request: HTTPRequest) async throws -> HTTPResponse {
+        var object = try decodeBody(T.self, request.body)
+        try ensureNamespace(&object.metadata, namespace)
+        // `checkName`.
+        let bodyName = object.metadata.name ?? ""
+        guard !bodyName.isEmpty else {
+            throw APIError.badRequest("the name of the object (\(name) based on URL) was undeterminable: name parameter required")
+        }
+        guard bodyName == name else {
+            throw APIError.badRequest("the name of the object (\(bodyName)) does not match the name on the URL (\(name))")
+        }
+        let key = store.key(T.self, namespace: namespace, name: name)
+        // kube's `defaultUpdatedObjectInfo.Preconditions()`: a uid in the body is a precondition, checked by
+        // `GuaranteedUpdate` before anything else — against an empty object when none is stored, so a PUT
+        // carrying a uid never re-creates a deleted object.
+        let uidPrecondition = (object.metadata.uid ?? "").isEmpty ? nil : object.metadata.uid
+        func uidPreconditionFailed(_ stored: String, revision: Int64) -> APIError {
+            .conflict(T.info, name, "StorageError: invalid object, Code: 4, Key: \(key), ResourceVersion: \(revision), AdditionalErrorMsg: Precondition failed: UID in precondition: \(uidPrecondition ?? ""), UID in object meta: \(stored)")
+        }
+        while true {
+            guard let kv = try await store.read(key) else {
+                if uidPrecondition != nil { throw uidPreconditionFailed("", revision: 0) }
+                guard T.info.allowCreateOnUpdate else { throw APIError.notFound(T.info, name) }
+                var candidate = object
+                candidate.metadata.resourceVersion = nil
+                prepareForCreate(&candidate)
+                let errors = candidate.validateCreate()
+                guard errors.isEmpty else { throw APIError.invalid(kind: T.info.kind, group: T.info.group, name: name, errors) }
+                if let revision = try await store.createIfAbsent(key, try store.encodeForStorage(candidate)) {
+                    candidate.metadata.resourceVersion = String(revision)
+                    return try Self.objectResponse(.created, candidate.withTypeMeta)
+                }
+                continue   // created meanwhile: update it (which checks the resourceVersion)
+            }
+            if let uidPrecondition {
+                let storedUID = try store.decode(T.self, kv).metadata.uid ?? ""
+                if storedUID != uidPrecondition { throw uidPreconditionFailed(storedUID, revision: 0) }
+            }
+            let sent = object.metadata.resourceVersion ?? ""
+            let version: UInt64
+            if sent.isEmpty {
+                version = 0
+            } else if let parsed = UInt64(sent) {
+                version = parsed
+            } else {
+                throw APIError.conflict(T.info, name, "resourceVersion: Invalid value: \(goQuote(sent)): strconv.ParseUint: parsing \(goQuote(sent)): invalid syntax")
+            }
+            guard version != 0 else {
+                // The registry store reports this with the resource as the kind.
+                throw APIError.invalid(kind: T.info.resource, group: T.info.group, name: name,
+                                       [.invalid("metadata.resourceVersion", .raw("0x0"), "must be specified for an update")])
+            }
+            guard Int64(clamping: version) == kv.modRevision else { throw APIError.conflict(T.info, name) }
+            let old = try store.decode(T.self, kv)
+            var candidate = object
+            // `BeforeUpdate`: keep the uid when none is sent, and the creation time and generation always.
+            if (candidate.metadata.uid ?? "").isEmpty { candidate.metadata.uid = old.metadata.uid }
+            candidate.metadata.creationTimestamp = old.metadata.creationTimestamp
+            candidate.metadata.additionalFields["generation"] = old.metadata.additionalFields["generation"]
+            let errors = candidate.validateUpdate(old: old)
+            guard errors.isEmpty else { throw APIError.invalid(kind: T.info.kind, group: T.info.group, name: name, errors) }
+            guard let revision = try await store.replace(key, try store.encodeForStorage(candidate), ifModRevision: kv.modRevision) else {
+                throw APIError.conflict(T.info, name)
+            }
+            candidate.metadata.resourceVersion = String(revision)
+            return try Self.objectResponse(.ok, candidate.withTypeMeta)
+        }
+    }
+
+    /// `DeleteOptions.preconditions`, when a body is sent.
+    private struct DeleteOptions: Decodable {
+        struct Preconditions: Decodable {
+            var uid: String?
+            var resourceVersion: String?
+        }
+        var preconditions: Preconditions?
+    }
+
+    private func delete<T: APIObject>(_ type: T.Type, namespace: String?, name: String, _ request: HTTPRequest) async throws -> HTTPResponse {
+        var preconditions: DeleteOptions.Preconditions?
+        if request.body.readableBytes > 0 {
+            do {
+                preconditions = try KubernetesJSON.decode(DeleteOptions.self, from: Data(request.body.readableBytesView)).preconditions
+            } catch {
+                throw APIError.badRequest("the body of the request was in an unknown format - accepted media types include: application/json")
+            }
+        }
+        let key = store.key(T.self, namespace: namespace, name: name)
+        while true {
+            guard let kv = try await store.read(key) else { throw APIError.notFound(T.info, name) }
+            let old = try store.decode(T.self, kv)
+            if let preconditions {
+                func failed(_ detail: String) -> APIError {
+                    .conflict(T.info, name, "StorageError: invalid object, Code: 4, Key: \(key), ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: \(detail)")
+                }
+                if let uid = preconditions.uid, uid != (old.metadata.uid ?? "") {
+                    throw failed("UID in precondition: \(uid), UID in object meta: \(old.metadata.uid ?? "")")
+                }
+                if let version = preconditions.resourceVersion, version != String(kv.modRevision) {
+                    throw failed("ResourceVersion in precondition: \(version), ResourceVersion in object meta: \(kv.modRevision)")
+                }
+            }
+            guard try await store.delete(key, ifModRevision: kv.modRevision) != nil else { continue }
+            var status = Status(status: "Success", details: T.info.details(name: name, uid: old.metadata.uid), code: 200)
+            status.code = nil   // the registry store's Status carries no code
+            return try Self.objectResponse(.ok, status)
+        }
+    }
+
+    private static let undeletableNamespaces: Set<String> = ["default", "kube-system", "kube-public"]
+
+    /// Deletes a namespace with its leases and events, in one transaction.
+    private func deleteNamespace(_ name: String) async throws -> HTTPResponse {
+        if Self.undeletableNamespaces.contains(name) {
+            throw APIError.forbidden(NamespaceObject.info, name, "this namespace may not be deleted")
+        }
+        let key = store.key(NamespaceObject.self, namespace: nil, name: name)
+        while true {
+            guard let kv = try await store.read(key) else { throw APIError.notFound(NamespaceObject.info, name) }
+            var namespace = try store.decode(NamespaceObject.self, kv)
+            let contents = [store.collectionPrefix(Lease.self, namespace: name), store.collectionPrefix(CoreEvent.self, namespace: name)]
+            guard let revision = try await store.delete(key, ifModRevision: kv.modRevision, alsoPrefixes: contents) else { continue }
+            namespace.metadata.resourceVersion = String(revision)
+            namespace.metadata.additionalFields["deletionTimestamp"] = .string(Self.timestampNow())
+            namespace.status = NamespaceObject.NamespaceStatus(phase: "Terminating")
+            return try Self.objectResponse(.ok, namespace.withTypeMeta)
+        }
+    }
+
+    /// Creates `default`, `kube-system`, `kube-public` and `kube-node-lease` when absent; retries until etcd
+    /// answers (or the task is cancelled).
+    func ensureSystemNamespaces() async {
+        var pending = ["default", "kube-system", "kube-public", "kube-node-lease"]
+        var backoff = Duration.milliseconds(200)
+        while !pending.isEmpty && !Task.isCancelled {
+            do {
+                while let name = pending.first {
+                    var namespace = NamespaceObject(apiVersion: nil, kind: nil, metadata: ObjectMeta(name: name))
+                    prepareForCreate(&namespace)
+                    let key = store.key(NamespaceObject.self, namespace: nil, name: name)
+                    _ = try await store.createIfAbsent(key, try store.encodeForStorage(namespace))
+                    pending.removeFirst()
+                }
+            } catch {
+                logger.debug("cannot create the system namespaces yet", metadata: ["error.message": "\(error)"])
+                try? await Task.sleep(for: backoff)
+                backoff = min(backoff * 2, .seconds(5))
+            }
+        }
+    }
+
+    // MARK: - Lists
+
+    /// A `continue` token: kube's format (base64url of `{"v":"meta.k8s.io/v1","rv":N,"start":"<key suffix>"}`).
+    private struct ContinueToken: Codable {
+        var v: String
+        var rv: Int64
+        var start: String
+    }
+
+    private func listOrWatch<T: APIObject>(_ type: T.Type, namespace: String?, _ request: HTTPRequest) async throws -> HandlerResult {
+        if let watch = request.query["watch"], try parseBool(watch, "watch") {
+            return try await startWatch(T.self, namespace: namespace, request)
+        }
+        return .response(try await list(T.self, namespace: namespace, request))
+    }
+
+    private func parseBool(_ text: String, _ name: String) throws -> Bool {
+        switch text {
+        case "1", "t", "T", "true", "TRUE", "True": return true
+        case "", "0", "f", "F", "false", "FALSE", "False": return false
+        default: throw APIError.badRequest("invalid value for \(name): \(goQuote(text)): strconv.ParseBool: parsing \(goQuote(text)): invalid syntax")
+        }
+    }
+
+    private func list<T: APIObject>(_ type: T.Type, namespace: String?, _ request: HTTPRequest) async throws -> HTTPResponse {
+        let selectors = try Selectors(query: request.query, info: T.info)
+        var limit: Int?
+        if let text = request.query["limit"], !text.isEmpty {
+            guard let value = Int(text) else {
+                throw APIError.badRequest("limit: Invalid value: \(goQuote(text)): strconv.ParseInt: parsing \(goQuote(text)): invalid syntax")
+            }
+            if value > 0 { limit = value }
+        }
+        let prefix = store.collectionPrefix(T.self, namespace: namespace)
+        var start: String?
+        var revision: Int64 = 0
+        if let text = request.query["continue"], !text.isEmpty {
+            guard let data = Data(base64URLEncoded: text),
+                  let token = try? JSONDecoder().decode(ContinueToken.self, from: data), token.v == "meta.k8s.io/v1", token.rv > 0
+            else {
+                throw APIError.badRequest("invalid continue token: continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
+            }
+            start = prefix + token.start
+            revision = token.rv
+        }
+        let response: EtcdRangeResponse
+        do {
+            let prefixBytes = Array(prefix.utf8)
+            response = try await store.etcd.range(
+                start.map { Array($0.utf8) } ?? prefixBytes, rangeEnd: etcdPrefixEnd(prefixBytes), revision: revision)
+        } catch let error as EtcdError where revision != 0 && error.code == .compacted {
+            throw APIError.expired(
+                "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.")
+        } catch {
+            throw APIError.etcd(error, "listing \(prefix)")
+        }
+        let listRevision = revision != 0 ? revision : response.header.revision
+        var items: [T] = []
+        var lastKey = ""
+        var remaining: Int64 = 0
+        for kv in response.kvs {
+            let object = try store.decode(T.self, kv)
+            guard selectors.matches(object) else { continue }
+            if let limit, items.count >= limit {
+                remaining += 1
+                continue
+            }
+            items.append(object.withoutTypeMeta)
+            lastKey = kv.keyString
+        }
+        var metadata = ListMeta(resourceVersion: String(listRevision))
+        if remaining > 0 {
+            let token = ContinueToken(v: "meta.k8s.io/v1", rv: listRevision, start: String(lastKey.dropFirst(prefix.count)) + "\u{0}")
+            metadata.continue = try ServerJSON.encode(token).base64URLEncodedString()
+            if selectors.isEmpty { metadata.remainingItemCount = remaining }
+        }
+        let list = KubernetesList(kind: T.info.listKind, apiVersion: T.info.apiVersion, metadata: metadata, items: items)
+        return try Self.objectResponse(.ok, list)
+    }
+}
+
+/// How many watch streams are open.
+final class WatchCounter: Sendable {
+    private let value = Mutex(0)
+    var count: Int { value.withLock { $0 } }
+    func increment() { value.withLock { $0 += 1 } }
+    func decrement() { value.withLock { $0 -= 1 } }
+}
+
+extension Data {
+    /// Decodes unpadded base64url (Go's `base64.RawURLEncoding`), also accepting padding.
+    init?(base64URLEncoded text: String) {
+        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while base64.count % 4 != 0 { base64 += "=" }
+        self.init(base64Encoded: base64)
+    }
+
+    /// Unpadded base64url.
+    func base64URLEncodedString() -> String {
+        base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+}
