@@ -23,7 +23,8 @@ protocol LockBackend: Sendable {
 
     /// The locks `url` stands for: itself when it names one lock, every lock inside when it names a
     /// collection (for `file`: a trailing slash or an existing directory; for `etcd`: a trailing slash,
-    /// a key prefix), sorted by name. May need I/O (listing a directory, or a key range over the network).
+    /// a key prefix; for `kubernetes`: a namespace, or `*` for all), sorted by name. May need I/O (listing
+    /// a directory, a key range or Leases over the network).
     func locks(at url: LockURL) async throws -> [LockURL]
 
     /// Checks, before anything is contacted, that the lock at `url` can store what `configuration` asks

@@ -181,12 +181,12 @@ import Testing
     }
 
     @Test func electRejectsLeaseDurationsALeaseCannotStore() throws {
-        for duration in ["1500ms", "500ms"] {
+        for (duration, shown) in [("1500ms", "1.5s"), ("500ms", "500ms")] {
             let error = #expect(throws: (any Error).self) {
                 try ElectCommand.parse(["--lock", "kubernetes://default/x", "--lease-duration", duration, "--renew-deadline", "400ms", "--retry-period", "100ms"])
             }
             let message = ElectCommand.message(for: error!)
-            #expect(message.contains("--lease-duration \(duration) cannot be used with kubernetes://default/x"), "\(message)")
+            #expect(message.contains("--lease-duration \(shown) cannot be used with kubernetes://default/x"), "\(message)")
             #expect(message.contains("whole seconds"), "\(message)")
         }
         _ = try ElectCommand.parse(["--lock", "kubernetes://default/x", "--lease-duration", "2s", "--renew-deadline", "1500ms", "--retry-period", "300ms"])
