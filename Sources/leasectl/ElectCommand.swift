@@ -22,18 +22,28 @@ struct ElectCommand: AsyncParsableCommand {
             exits 0; a second signal kills the command and exits at once.
 
             --lock is file:///dir/name (a flock-based lock on this host; a crashed leader is replaced as \
-            soon as the kernel drops its flock) or etcd://HOST:PORT[,HOST:PORT...]/path/to/key (the etcd \
-            key /path/to/key, for candidates on many hosts; a crashed leader is replaced once \
-            --lease-duration has passed without renewal). etcd connections take the --etcd-* options; \
-            each etcd request may take max(1s, --renew-deadline/2) unless --etcd-dial-timeout says \
-            otherwise. Errors reaching etcd are noted on stderr while leasectl keeps retrying; rejected \
-            credentials at startup end it with status 1.
+            soon as the kernel drops its flock), etcd://HOST:PORT[,HOST:PORT...]/path/to/key (the etcd \
+            key /path/to/key, for candidates on many hosts) or kubernetes://NAMESPACE/NAME (the \
+            coordination.k8s.io Lease NAME in NAMESPACE, written exactly as client-go's LeaseLock, so \
+            leasectl candidates can contend with Go controllers; kubernetes:///NAME uses -n, else the \
+            kubeconfig context's namespace). On etcd and Kubernetes a crashed leader is replaced once \
+            --lease-duration has passed without renewal; a Lease stores whole seconds only, so \
+            --lease-duration must be a whole number of seconds, at least 1s.
+
+            etcd connections take the --etcd-* options; Kubernetes connections --kubeconfig (else \
+            in-cluster in a pod, else $KUBECONFIG, else ~/.kube/config), --context and -n. Each request \
+            may take max(1s, --renew-deadline/2) unless --etcd-dial-timeout or --request-timeout says \
+            otherwise. Errors reaching the store are noted on stderr while leasectl keeps retrying; \
+            rejected credentials (or, on Kubernetes, missing RBAC permissions) at startup end it with \
+            status 1. On Kubernetes, leasectl records an Event on the Lease when it becomes leader or \
+            stops leading (RBAC: get, create and update on leases.coordination.k8s.io, create on events).
 
             Examples:
               leasectl elect --lock file:///run/locks/cron --events json -- ./run-jobs.sh
               export ETCD_PASSWORD=...
               leasectl elect --lock etcd://10.0.0.1,10.0.0.2/leader-election/default/cron \\
                 --etcd-user cron --etcd-cacert ca.pem -- ./run-jobs.sh
+              leasectl elect --lock kubernetes://batch/cron --identity "$POD_NAME" -- ./run-jobs.sh
             """
     )
 
@@ -73,6 +83,9 @@ struct ElectCommand: AsyncParsableCommand {
     @OptionGroup(title: "etcd connection")
     var etcd: EtcdOptions
 
+    @OptionGroup(title: "Kubernetes connection")
+    var kubernetes: KubernetesOptions
+
     @Option(help: "Level of the elector's own log on stderr.")
     var logLevel: LogLevelArgument = .warning
 
@@ -85,6 +98,14 @@ struct ElectCommand: AsyncParsableCommand {
             try electionConfiguration(name: "validation").validate(identity: identity ?? "placeholder")
         } catch let error as LeaderElectionError {
             throw ValidationError(error.message)
+        }
+        // What the lock can store (a Lease holds whole seconds), before anything is contacted.
+        if let url = try? LockURL(parsing: lock), let backend = try? LockRegistry.standard.backend(for: url) {
+            do {
+                try backend.validate(electionConfiguration(name: "validation"), for: url)
+            } catch let error as LeaseCtlError {
+                throw ValidationError(error.message)
+            }
         }
         if gracePeriod.duration < .zero { throw ValidationError("--grace-period must not be negative") }
         if exitWithCommand && command.isEmpty { throw ValidationError("--exit-with-command needs a COMMAND after --") }
@@ -108,9 +129,21 @@ struct ElectCommand: AsyncParsableCommand {
         let identity = self.identity ?? Terminal.defaultIdentity()
         let output = EventOutput(format: events, identity: identity)
         let url = try LockURL(parsing: lock)
+        let timeout = KubernetesOptions.electTimeout(renewDeadline: renewDeadline.duration)
         let registry = LockRegistry.standard(
-            etcd: try etcd.settings(defaultTimeout: EtcdOptions.electTimeout(renewDeadline: renewDeadline.duration)))
-        defer { registry.close() }
+            etcd: try etcd.settings(defaultTimeout: EtcdOptions.electTimeout(renewDeadline: renewDeadline.duration)),
+            kubernetes: kubernetes.settings(defaultTimeout: timeout))
+        let code = try await registry.using { registry in
+            try await campaign(url: url, registry: registry, identity: identity, output: output)
+        }
+        if code != 0 { throw ExitCode(code) }
+    }
+
+    /// Campaigns on `url` until signalled (or until COMMAND exits under --exit-with-command); returns the
+    /// exit status.
+    private func campaign(url: LockURL, registry: LockRegistry, identity: String, output: EventOutput) async throws -> Int32 {
+        // kubernetes:///NAME → kubernetes://NAMESPACE/NAME, for messages and LEASECTL_LOCK.
+        let url = try registry.resolve(url)
         let leaderCommand = command.isEmpty ? nil : LeaderCommand(
             arguments: command, gracePeriod: gracePeriod.duration, lockDescription: url.description)
         let signals = ShutdownSignals(
@@ -157,6 +190,6 @@ struct ElectCommand: AsyncParsableCommand {
             exitWithCommand: exitWithCommand)
         let code = await signals.run { await session.run() }
         withExtendedLifetime(signals) {}
-        if code != 0 { throw ExitCode(code) }
+        return code
     }
 }

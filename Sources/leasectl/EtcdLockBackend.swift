@@ -142,7 +142,7 @@ struct EtcdLockBackend: LockBackend {
         return message
     }
 
-    func close() { pool.closeAll() }
+    func shutdown() async { pool.closeAll() }
 
     /// `true` for etcd's messages about missing or wrong credentials, which it sends as INVALID_ARGUMENT.
     private static func isAuthenticationMessage(_ message: String) -> Bool {

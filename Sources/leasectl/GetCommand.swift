@@ -10,18 +10,35 @@ struct GetCommand: AsyncParsableCommand {
         abstract: "Show locks: holder, age, transitions and estimated expiry.",
         discussion: """
             Each URL names one lock (file:///dir/name) or a directory of them (file:///dir/, or any path \
-            that is a directory), listing every lock inside. Without URL, lists the current directory.
+            that is a directory), listing every lock inside. Without URL, lists the current directory \
+            (or, with -n or -A, Kubernetes Leases).
 
             etcd://HOST:PORT[,HOST:PORT...]/path/to/key names the lock at the etcd key /path/to/key; with a \
             trailing slash (etcd://HOST:PORT/leader-election/default/) it lists every key under that prefix, \
             named by their path below it. Connect with the --etcd-* options (TLS, user); the password comes \
             from $ETCD_PASSWORD or --etcd-password-file.
 
+            kubernetes://NAMESPACE/NAME names the Lease NAME in NAMESPACE; kubernetes://NAMESPACE/ lists \
+            every Lease in NAMESPACE; kubernetes:// (or kubernetes:///NAME) uses -n NAMESPACE, else the \
+            kubeconfig context's namespace; with -A (or kubernetes://*/) it lists the Leases of all \
+            namespaces, with a NAMESPACE column first. The API server and credentials come from \
+            --kubeconfig (else in-cluster in a pod, else $KUBECONFIG, else ~/.kube/config) and --context. \
+            Leases are read with one list request per URL, and followed with a watch under -w.
+
             Columns: NAME; HOLDER (<none> when free, <corrupt> when the record does not decode); AGE since \
-            the holder acquired the lock; TRANSITIONS, the number of hand-overs (the fencing token); and \
-            EXPIRES IN, an ESTIMATE of renewTime + leaseDuration - now by this host's wall clock (the \
-            candidates themselves judge expiry on their own monotonic clocks): "expired" when past, or when \
-            the backend verified that the holder is gone, and <none> when the lock is free.
+            the holder acquired the lock (for a Lease without acquireTime, such as a kubelet's node \
+            heartbeat in kube-node-lease, since the Lease was created); TRANSITIONS, the number of \
+            hand-overs (the fencing token); and EXPIRES IN, an ESTIMATE of renewTime + leaseDuration - now \
+            by this host's wall clock (the candidates themselves judge expiry on their own monotonic \
+            clocks): "expired" when past, or when the backend verified that the holder is gone, and <none> \
+            when the lock is free.
+
+            Examples:
+              leasectl get /run/locks/
+              leasectl get -n kube-system kubernetes://
+              leasectl get -A
+              leasectl get kubernetes://kube-node-lease/ -o json
+              leasectl get -w kubernetes://default/cron
             """
     )
 
@@ -30,7 +47,8 @@ struct GetCommand: AsyncParsableCommand {
         case table, json, yaml
     }
 
-    @Argument(help: ArgumentHelp("Locks or collections of locks. (default: the current directory)", valueName: "url"))
+    @Argument(help: ArgumentHelp(
+        "Locks or collections of locks. (default: the current directory; kubernetes:// with -n or -A)", valueName: "url"))
     var urls: [String] = []
 
     @Option(name: .shortAndLong, help: "Output format: table, json (client-go field names plus lock URL and version) or yaml.")
@@ -39,30 +57,72 @@ struct GetCommand: AsyncParsableCommand {
     @Flag(name: .shortAndLong, help: "After listing, print a lock again whenever it changes, until interrupted.")
     var watch = false
 
+    @Flag(name: [.customShort("A"), .long], help: "List the Leases of every namespace (kubernetes:// URLs without a namespace).")
+    var allNamespaces = false
+
     @OptionGroup(title: "etcd connection")
     var etcd: EtcdOptions
 
-    func run() async throws {
-        let registry = LockRegistry.standard(etcd: try etcd.settings(defaultTimeout: .seconds(5)))
-        defer { registry.close() }
-        let targets = try resolveTargets(registry)
-        let getter = LeaseGetter(targets: targets, format: output, registry: registry)
-        if watch {
-            let signals = ShutdownSignals()
-            await signals.run { await getter.watch() }
-            withExtendedLifetime(signals) {}
-            return
+    @OptionGroup(title: "Kubernetes connection")
+    var kubernetes: KubernetesOptions
+
+    func validate() throws {
+        guard allNamespaces else { return }
+        if let namespace = kubernetes.namespace {
+            throw ValidationError("--namespace \(namespace) and --all-namespaces exclude each other")
         }
-        let code = await getter.printOnce()
+        var anyKubernetes = urls.isEmpty
+        for text in urls {
+            guard let url = try? LockURL(parsing: text), url.scheme == KubernetesLockBackend.schemeName else { continue }
+            anyKubernetes = true
+            guard let address = try? KubernetesLeaseAddress(url) else { continue }
+            if case .namespace(let namespace) = address.scope {
+                throw ValidationError("--all-namespaces lists every namespace, but \(text) names namespace \(namespace); drop one of them")
+            }
+            if address.name != nil {
+                throw ValidationError("a Lease cannot be retrieved by name across all namespaces: \(text); write kubernetes://NAMESPACE/NAME")
+            }
+        }
+        if !anyKubernetes {
+            throw ValidationError("--all-namespaces applies to kubernetes:// URLs (for example: leasectl get -A kubernetes://)")
+        }
+    }
+
+    func run() async throws {
+        let registry = LockRegistry.standard(
+            etcd: try etcd.settings(defaultTimeout: .seconds(5)),
+            kubernetes: kubernetes.settings(defaultTimeout: .seconds(5)))
+        let code = try await registry.using { registry in
+            let targets = try resolveTargets(registry)
+            let getter = LeaseGetter(targets: targets, format: output, registry: registry)
+            if watch {
+                let signals = ShutdownSignals()
+                let code = await signals.run { await getter.watch() }
+                withExtendedLifetime(signals) {}
+                return code
+            }
+            return await getter.printOnce()
+        }
         if code != 0 { throw ExitCode(code) }
     }
 
-    private func resolveTargets(_ registry: LockRegistry) throws -> [LeaseGetter.Target] {
-        let texts = urls.isEmpty ? [FileManager.default.currentDirectoryPath + "/"] : urls
+    /// The URLs to show: the arguments (or the current directory, or `kubernetes://` with -n or -A), with
+    /// -A applied and each backend's defaults filled in (`kubernetes://` → `kubernetes://NAMESPACE/`).
+    func resolveTargets(_ registry: LockRegistry) throws -> [LeaseGetter.Target] {
+        let texts: [String]
+        if !urls.isEmpty {
+            texts = urls
+        } else if allNamespaces || kubernetes.namespace != nil {
+            texts = ["\(KubernetesLockBackend.schemeName)://"]
+        } else {
+            texts = [FileManager.default.currentDirectoryPath + "/"]
+        }
         return try texts.map { text in
-            let url = try LockURL(parsing: text)
-            _ = try registry.backend(for: url)
-            return LeaseGetter.Target(url: url)
+            var url = try LockURL(parsing: text)
+            if allNamespaces, url.scheme == KubernetesLockBackend.schemeName, url.authority.isEmpty {
+                url.authority = KubernetesLeaseAddress.allNamespacesAuthority
+            }
+            return LeaseGetter.Target(url: try registry.resolve(url))
         }
     }
 }
@@ -83,12 +143,18 @@ struct LeaseGetter: Sendable {
     let targets: [Target]
     let format: GetCommand.OutputFormat
     let registry: LockRegistry
+    /// Whether the table has kubectl's NAMESPACE column: when a target lists every namespace (`-A`), or
+    /// the targets are Leases of several namespaces.
+    let showsNamespace: Bool
     private let readerIdentity = "leasectl-get_\(UUID().uuidString.lowercased())"
 
     init(targets: [Target], format: GetCommand.OutputFormat, registry: LockRegistry = .standard) {
         self.targets = targets
         self.format = format
         self.registry = registry
+        let kubernetes = targets.map(\.url).filter { $0.scheme == KubernetesLockBackend.schemeName }
+        showsNamespace = kubernetes.contains { $0.authority == KubernetesLeaseAddress.allNamespacesAuthority }
+            || Set(kubernetes.map(\.authority)).count > 1
     }
 
     /// The name to show for `url`, found by expanding `target`: its path below the collection (just the
@@ -101,35 +167,35 @@ struct LeaseGetter: Sendable {
         return url.lastPathComponent
     }
 
-    /// Every lock the targets stand for, opened for reading. Problems are reported on stderr. `single` is
-    /// `true` when the output names a single lock (print an object, not a list).
-    private func openLocks() async -> (locks: [(Found, any ResourceLock)], failed: Bool, single: Bool) {
-        var result: [(Found, any ResourceLock)] = []
-        var failed = false
-        var single = false
-        var seen = Set<LockURL>()
-        for target in targets {
+    private var columns: [String] { LeaseSnapshot.columns(showingNamespace: showsNamespace) }
+
+    private func cells(_ snapshot: LeaseSnapshot) -> [String] { snapshot.cells(showingNamespace: showsNamespace) }
+
+    /// What `target` stands for, read now: with one request from a ``LeaseListingBackend``, else by
+    /// opening and reading each lock. Problems with single locks are reported on stderr (`failed`).
+    private func read(_ target: Target, failed: inout Bool) async throws -> [LeaseSnapshot] {
+        if let backend = registry.listingBackend(for: target.url) {
+            return try await backend.snapshots(at: target.url)
+        }
+        var snapshots: [LeaseSnapshot] = []
+        for url in try await registry.locks(at: target.url) {
             do {
-                let urls = try await registry.locks(at: target.url)
-                if urls.isEmpty {
-                    Terminal.err("No locks found in \(target.url.asCollection).")
-                }
-                single = targets.count == 1 && !target.url.isCollection && urls == [target.url]
-                for url in urls where seen.insert(url).inserted {
-                    do {
-                        let found = Found(url: url, name: Self.displayName(of: url, in: target.url))
-                        result.append((found, try registry.makeLock(at: url, identity: readerIdentity)))
-                    } catch {
-                        Terminal.err("Error: \(url): \(registry.describe(error, for: url))")
-                        failed = true
-                    }
-                }
+                let found = Found(url: url, name: Self.displayName(of: url, in: target.url))
+                snapshots.append(await read(found, try registry.makeLock(at: url, identity: readerIdentity)))
             } catch {
-                Terminal.err("Error: \(target.url): \(registry.describe(error, for: target.url))")
+                Terminal.err("Error: \(url): \(registry.describe(error, for: url))")
                 failed = true
             }
         }
-        return (result, failed, single)
+        return snapshots
+    }
+
+    /// What the watches of ``LeaseListingBackend`` targets saw, by target index.
+    private final class Followed: Sendable {
+        /// The latest snapshots of each target.
+        let latest = Mutex<[Int: [LeaseSnapshot]]>([:])
+        /// The error message of each target whose watch ended.
+        let ended = Mutex<[Int: String]>([:])
     }
 
     private func read(_ found: Found, _ lock: any ResourceLock) async -> LeaseSnapshot {
@@ -139,10 +205,24 @@ struct LeaseGetter: Sendable {
 
     /// Prints every lock once. Returns the exit status: 1 if a lock was missing or could not be read.
     func printOnce() async -> Int32 {
-        let (locks, openFailed, isSingleLock) = await openLocks()
         var snapshots: [LeaseSnapshot] = []
-        for (found, lock) in locks { snapshots.append(await read(found, lock)) }
-        var failed = openFailed
+        var failed = false
+        var seen = Set<LockURL>()
+        for target in targets {
+            do {
+                let read = try await read(target, failed: &failed)
+                if read.isEmpty {
+                    Terminal.err("No locks found in \(target.url.asCollection).")
+                }
+                for snapshot in read where seen.insert(snapshot.url).inserted { snapshots.append(snapshot) }
+            } catch {
+                Terminal.err("Error: \(target.url): \(registry.describe(error, for: target.url))")
+                failed = true
+            }
+        }
+        // One lock named explicitly is printed as an object, not a list.
+        let isSingleLock = targets.count == 1 && !targets[0].url.isCollection && snapshots.count == 1
+            && (registry.listingBackend(for: targets[0].url) != nil || snapshots[0].url == targets[0].url)
         // A lock named explicitly that has no record is an error, as `kubectl get lease x` is.
         snapshots.removeAll { snapshot in
             guard case .missing = snapshot.state else { return false }
@@ -159,7 +239,7 @@ struct LeaseGetter: Sendable {
         switch format {
         case .table:
             if !snapshots.isEmpty {
-                for line in TextTable.render(header: LeaseSnapshot.columns, rows: snapshots.map(\.cells)) { Terminal.out(line) }
+                for line in TextTable.render(header: columns, rows: snapshots.map(cells)) { Terminal.out(line) }
             }
         case .json, .yaml:
             let value: StructuredValue = isSingleLock && snapshots.count == 1
@@ -174,9 +254,14 @@ struct LeaseGetter: Sendable {
         return failed ? 1 : 0
     }
 
-    /// Prints every lock, then each lock again whenever it changes, until cancelled. Wakes on the locks'
-    /// change feeds where they have one, and polls every second (also to find new locks in directories).
-    func watch() async {
+    /// Prints every lock, then each lock again whenever it changes, until cancelled. Targets of a
+    /// ``LeaseListingBackend`` are followed by its watch (an informer for Kubernetes); other locks wake the
+    /// loop through their change feeds where they have one, and are polled every second otherwise (also to
+    /// find new locks in directories).
+    ///
+    /// Returns 1 when every target's watch ended with an error (such as rejected credentials), else 0 once
+    /// cancelled.
+    func watch() async -> Int32 {
         var table: TextTable?
         var printed: [LockURL: String] = [:]
         var opened: [LockURL: (Found, any ResourceLock)] = [:]
@@ -184,9 +269,45 @@ struct LeaseGetter: Sendable {
         var reported: Set<String> = []
         let (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         var feeds: [Task<Void, Never>] = []
+        defer { for feed in feeds { feed.cancel() } }
+        func report(_ message: String) {
+            if reported.insert(message).inserted { Terminal.err(message) }
+        }
+
+        // Targets followed by their backend's watch: the latest list of each, and whether it ended.
+        let listed = targets.indices.filter { registry.listingBackend(for: targets[$0].url) != nil }
+        let followed = Followed()
+        for index in listed {
+            let url = targets[index].url
+            let backend = registry.listingBackend(for: url)!
+            let registry = self.registry
+            // Read once first, so that an unreachable server is reported while the watch keeps retrying.
+            do {
+                let snapshots = try await backend.snapshots(at: url)
+                followed.latest.withLock { $0[index] = snapshots }
+            } catch {
+                if Task.isCancelled { return 0 }
+                report("Error: \(url): \(registry.describe(error, for: url))")
+            }
+            let stream = backend.watchSnapshots(at: url)
+            feeds.append(Task {
+                do {
+                    for try await snapshots in stream {
+                        followed.latest.withLock { $0[index] = snapshots }
+                        wake.yield()
+                    }
+                } catch {
+                    if !Task.isCancelled {
+                        followed.ended.withLock { $0[index] = "Error: \(url): \(registry.describe(error, for: url))" }
+                    }
+                }
+                wake.yield()
+            })
+        }
+
         // Poll every second when some lock has no change feed, or to find new locks in a collection.
         var needsPolling = false
-        for target in targets where !needsPolling {
+        for (index, target) in targets.enumerated() where !needsPolling && !listed.contains(index) {
             if target.url.isCollection {
                 needsPolling = true
             } else {
@@ -200,17 +321,11 @@ struct LeaseGetter: Sendable {
                 if polls.withLock({ $0 }) { wake.yield() }
             }
         }
-        defer {
-            ticker.cancel()
-            for feed in feeds { feed.cancel() }
-        }
-        func report(_ message: String) {
-            if reported.insert(message).inserted { Terminal.err(message) }
-        }
+        defer { ticker.cancel() }
         wake.yield()
         for await _ in wakeups {
             if Task.isCancelled { break }
-            for target in targets {
+            for (index, target) in targets.enumerated() where !listed.contains(index) {
                 let urls: [LockURL]
                 do { urls = try await registry.locks(at: target.url) } catch {
                     if Task.isCancelled { break }
@@ -235,23 +350,37 @@ struct LeaseGetter: Sendable {
                 }
             }
             var snapshots: [LeaseSnapshot] = []
-            for url in order {
+            var seen = Set<LockURL>()
+            for index in targets.indices {
+                if listed.contains(index) {
+                    for snapshot in followed.latest.withLock({ $0[index] ?? [] }) where seen.insert(snapshot.url).inserted {
+                        snapshots.append(snapshot)
+                    }
+                }
+            }
+            for url in order where seen.insert(url).inserted {
                 let (found, lock) = opened[url]!
                 snapshots.append(await read(found, lock))
             }
             if table == nil, format == .table, !snapshots.isEmpty {
-                let layout = TextTable(header: LeaseSnapshot.columns, rows: snapshots.map(\.cells))
-                Terminal.out(layout.line(LeaseSnapshot.columns))
+                let layout = TextTable(header: columns, rows: snapshots.map(cells))
+                Terminal.out(layout.line(columns))
                 table = layout
             }
             for snapshot in snapshots where printed[snapshot.url] != snapshot.fingerprint {
                 printed[snapshot.url] = snapshot.fingerprint
                 switch format {
-                case .table: Terminal.out(table!.line(snapshot.cells))
+                case .table: Terminal.out(table!.line(cells(snapshot)))
                 case .json: Terminal.out(snapshot.structured.json())
                 case .yaml: Terminal.writeAll("---\n" + snapshot.structured.yaml(), to: STDOUT_FILENO)
                 }
             }
+            let endings = followed.ended.withLock { $0 }
+            for index in endings.keys.sorted() { report(endings[index]!) }
+            if !listed.isEmpty, listed.count == targets.count, endings.count == listed.count {
+                return 1   // nothing left to follow
+            }
         }
+        return 0
     }
 }

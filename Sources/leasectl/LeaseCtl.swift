@@ -16,7 +16,21 @@ struct LeaseCtl: AsyncParsableCommand {
             several endpoints are one cluster); etcd://HOST:PORT/path/to/ (trailing slash) stands for every \
             key under that prefix. elect, get and release connect with --etcd-cacert, --etcd-cert and \
             --etcd-key (TLS, mutual TLS) and --etcd-user, whose password comes from $ETCD_PASSWORD or \
-            --etcd-password-file. kubernetes:// follows in a later release.
+            --etcd-password-file.
+
+            kubernetes://NAMESPACE/NAME is the coordination.k8s.io/v1 Lease NAME in NAMESPACE (client-go's \
+            LeaseLock record, so leasectl contends with Go controllers on one Lease); \
+            kubernetes://NAMESPACE/ (trailing slash) stands for every Lease in NAMESPACE, and \
+            kubernetes://*/ for every Lease in every namespace (get -A). Without a namespace \
+            (kubernetes:///NAME, kubernetes://) the namespace is -n NAMESPACE, else the kubeconfig \
+            context's. The API server and credentials come from --kubeconfig PATH (else, in a pod, its \
+            service account; else $KUBECONFIG; else ~/.kube/config) and --context NAME, as with kubectl.
+
+            Examples:
+              leasectl elect --lock kubernetes://default/cron -- ./run-jobs.sh
+              leasectl get -A
+              leasectl get -n kube-node-lease kubernetes://
+              leasectl release --force kubernetes://default/cron
             """,
         subcommands: [
             ElectCommand.self,

@@ -20,6 +20,11 @@ struct LeaseSnapshot: Sendable {
     var state: State
     /// When it was read (wall clock), the reference for AGE and EXPIRES IN.
     var readAt: MicroTime
+    /// The Kubernetes namespace of a Lease; `nil` for backends without namespaces.
+    var namespace: String? = nil
+    /// When the object holding the lock was created (a Lease's `creationTimestamp`), if the backend knows:
+    /// AGE falls back to it when the record has no `acquireTime` (kubelet's node heartbeat leases have none).
+    var created: MicroTime? = nil
 
     /// Reads `lock` now.
     ///
@@ -60,13 +65,26 @@ struct LeaseSnapshot: Sendable {
     /// The table's column titles, as `kubectl get leases` has them.
     static let columns = ["NAME", "HOLDER", "AGE", "TRANSITIONS", "EXPIRES IN"]
 
-    /// The table cells of this lock.
+    /// The column titles, with kubectl's NAMESPACE column first when `showingNamespace` (`get -A`).
+    static func columns(showingNamespace: Bool) -> [String] {
+        showingNamespace ? ["NAMESPACE"] + columns : columns
+    }
+
+    /// The table cells of this lock, with its namespace first when `showingNamespace` (`<none>` for a
+    /// backend without namespaces).
+    func cells(showingNamespace: Bool) -> [String] {
+        showingNamespace ? [namespace ?? "<none>"] + cells : cells
+    }
+
+    /// The table cells of this lock. AGE counts from the holder's `acquireTime`, else from the object's
+    /// creation (``created``), else it is `<unknown>`.
     var cells: [String] {
         switch state {
         case .record(let fetched):
             let record = fetched.record
             let holder = record.holderIdentity.isEmpty ? "<none>" : record.holderIdentity
-            let age = record.acquireTime.map { Self.shortHumanDuration(readAt.duration(since: $0)) } ?? "<unknown>"
+            let since = record.acquireTime ?? created
+            let age = since.map { Self.shortHumanDuration(readAt.duration(since: $0)) } ?? "<unknown>"
             return [name, holder, age, String(record.leaseTransitions), expiresIn(fetched)]
         case .missing:
             return [name, "<missing>", "<unknown>", "<unknown>", "<none>"]
@@ -111,9 +129,13 @@ struct LeaseSnapshot: Sendable {
 
     // MARK: JSON / YAML
 
-    /// The lock as structured data: its name, URL and version, then the record with client-go's field names.
+    /// The lock as structured data: its name, namespace (Kubernetes) and URL, its creation time when known,
+    /// its version, then the record with client-go's field names.
     var structured: StructuredValue {
-        var fields: [(String, StructuredValue)] = [("name", .string(name)), ("lock", .string(url.description))]
+        var fields: [(String, StructuredValue)] = [("name", .string(name))]
+        if let namespace { fields.append(("namespace", .string(namespace))) }
+        fields.append(("lock", .string(url.description)))
+        if let created { fields.append(("creationTimestamp", .string(created.rfc3339))) }
         switch state {
         case .record(let fetched):
             let record = fetched.record

@@ -3,22 +3,29 @@ import LeaderElection
 /// The lock backends `leasectl` knows, by URL scheme.
 ///
 /// ```swift
-/// let registry = LockRegistry.standard(etcd: settings)
-/// defer { registry.close() }
-/// let lock = try registry.makeLock(at: LockURL(parsing: "etcd://127.0.0.1:2379/leader-election/default/x"), identity: id)
+/// let registry = LockRegistry.standard(etcd: etcdSettings, kubernetes: kubernetesSettings)
+/// let lock = try registry.makeLock(at: LockURL(parsing: "kubernetes://default/x"), identity: id)
+/// …
+/// await registry.shutdown()
 /// ```
 struct LockRegistry: Sendable {
-    /// The backends built into this `leasectl`: `file`, and `etcd` with default connection settings
-    /// (plaintext, no authentication, 5 s request timeout). Commands use ``standard(etcd:)`` instead.
-    static let standard = LockRegistry.standard(etcd: EtcdConnectionSettings())
+    /// The backends built into this `leasectl` with default connection settings: `file`; `etcd` (plaintext,
+    /// no authentication, 5 s request timeout); `kubernetes` (the default kubeconfig or the pod's service
+    /// account, loaded on first use, 5 s request timeout). Commands use ``standard(etcd:kubernetes:)`` instead.
+    static let standard = LockRegistry.standard(etcd: EtcdConnectionSettings(), kubernetes: KubernetesConnectionSettings())
 
-    /// The backends built into this `leasectl`, connecting to etcd with `settings`. Call ``close()`` at exit.
-    static func standard(etcd settings: EtcdConnectionSettings) -> LockRegistry {
-        LockRegistry([FileLockBackend(), EtcdLockBackend(pool: EtcdClientPool(settings: settings))])
+    /// The backends built into this `leasectl`, connecting to etcd and Kubernetes with `etcd` and
+    /// `kubernetes`. Nothing connects until a lock of the scheme is used; call ``shutdown()`` at exit.
+    static func standard(etcd: EtcdConnectionSettings, kubernetes: KubernetesConnectionSettings) -> LockRegistry {
+        LockRegistry([
+            FileLockBackend(),
+            EtcdLockBackend(pool: EtcdClientPool(settings: etcd)),
+            KubernetesLockBackend(pool: KubernetesClientPool(settings: kubernetes)),
+        ])
     }
 
     /// Schemes that are planned but not built in yet, named in errors so users know why they fail.
-    static let plannedSchemes = ["kubernetes"]
+    static let plannedSchemes: [String] = []
 
     private let backends: [String: any LockBackend]
 
@@ -44,6 +51,16 @@ struct LockRegistry: Sendable {
         throw LeaseCtlError("unknown lock scheme \"\(url.scheme)\" in \(url); known schemes: \(known)")
     }
 
+    /// The backend for `url` when it reads collections in one request (see ``LeaseListingBackend``).
+    func listingBackend(for url: LockURL) -> (any LeaseListingBackend)? {
+        backends[url.scheme] as? any LeaseListingBackend
+    }
+
+    /// `url` with the backend's defaults filled in (see ``LockBackend/resolve(_:)``).
+    func resolve(_ url: LockURL) throws -> LockURL {
+        try backend(for: url).resolve(url)
+    }
+
     /// Opens the single lock `url` names, writing as `identity`.
     func makeLock(at url: LockURL, identity: String, createDirectory: Bool = false) throws -> any ResourceLock {
         try backend(for: url).makeLock(at: url, identity: identity, createDirectory: createDirectory)
@@ -66,8 +83,20 @@ struct LockRegistry: Sendable {
     }
 
     /// Closes every backend's connections. Call once, when the command is done with its locks.
-    func close() {
-        for backend in backends.values { backend.close() }
+    func shutdown() async {
+        for backend in backends.values { await backend.shutdown() }
+    }
+
+    /// Runs `body` with this registry, then shuts it down, whether `body` throws or not.
+    func using<T>(_ body: (LockRegistry) async throws -> T) async throws -> T {
+        do {
+            let result = try await body(self)
+            await shutdown()
+            return result
+        } catch {
+            await shutdown()
+            throw error
+        }
     }
 
     /// A short message for `error`, without backend hints.

@@ -18,12 +18,16 @@ struct ReleaseCommand: AsyncParsableCommand {
             backend has not verified that the holder is gone. --force releases it anyway, and also \
             replaces a record that does not decode.
 
-            The lock is file:///dir/name or etcd://HOST:PORT[,HOST:PORT...]/path/to/key (the etcd key \
-            /path/to/key; connect with the --etcd-* options). For etcd the compare-and-swap is a \
-            transaction on the key's mod revision.
+            The lock is file:///dir/name, etcd://HOST:PORT[,HOST:PORT...]/path/to/key (the etcd key \
+            /path/to/key; connect with the --etcd-* options) or kubernetes://NAMESPACE/NAME (the Lease \
+            NAME in NAMESPACE; kubernetes:///NAME uses -n, else the kubeconfig context's namespace; \
+            connect with --kubeconfig, --context). For etcd the compare-and-swap is a transaction on the \
+            key's mod revision; for Kubernetes a PUT carrying the Lease's resourceVersion, as client-go \
+            releases (needs get and update on leases.coordination.k8s.io).
 
-            Example:
+            Examples:
               leasectl release --force etcd://127.0.0.1:2379/leader-election/default/cron
+              leasectl release kubernetes://kube-system/my-controller
             """
     )
 
@@ -36,18 +40,24 @@ struct ReleaseCommand: AsyncParsableCommand {
     @OptionGroup(title: "etcd connection")
     var etcd: EtcdOptions
 
+    @OptionGroup(title: "Kubernetes connection")
+    var kubernetes: KubernetesOptions
+
     func run() async throws {
         let lockURL = try LockURL(parsing: url)
-        let registry = LockRegistry.standard(etcd: try etcd.settings(defaultTimeout: .seconds(5)))
-        defer { registry.close() }
-        let lock = try registry.makeLock(at: lockURL, identity: "leasectl-release_\(UUID().uuidString.lowercased())")
-        let outcome: Outcome
-        do {
-            outcome = try await Self.release(lock, force: force)
-        } catch let error as LeaderElectionError {
-            throw LeaseCtlError("cannot release lock \(lock): \(registry.describe(error, for: lockURL))")
+        let registry = LockRegistry.standard(
+            etcd: try etcd.settings(defaultTimeout: .seconds(5)),
+            kubernetes: kubernetes.settings(defaultTimeout: .seconds(5)))
+        try await registry.using { registry in
+            let lock = try registry.makeLock(at: lockURL, identity: "leasectl-release_\(UUID().uuidString.lowercased())")
+            let outcome: Outcome
+            do {
+                outcome = try await Self.release(lock, force: force)
+            } catch let error as LeaderElectionError {
+                throw LeaseCtlError("cannot release lock \(lock): \(registry.describe(error, for: lockURL))")
+            }
+            Terminal.out(outcome.message(lock: "\(lock)"))
         }
-        Terminal.out(outcome.message(lock: "\(lock)"))
     }
 
     /// What ``release(_:force:now:)`` did.

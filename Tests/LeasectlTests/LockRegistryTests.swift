@@ -52,10 +52,7 @@ import Testing
         #expect(error?.message.contains("unknown lock scheme \"zookeeper\"") == true)
         #expect(error?.message.contains("known schemes: etcd (etcd://") == true)
         #expect(error?.message.contains("file (file://") == true)
-        let planned = #expect(throws: LeaseCtlError.self) { try LockRegistry.standard.makeLock("kubernetes://default/x", identity: "i") }
-        #expect(planned?.message.contains("not available") == true)
-        #expect(LockRegistry.standard.schemes == ["etcd", "file"])
-        #expect(LockRegistry.plannedSchemes == ["kubernetes"])
+        #expect(error?.message.contains("kubernetes (kubernetes://NAMESPACE/NAME)") == true)
     }
 
     @Test func fileBackendOpensLocksAndListsDirectories() async throws {
