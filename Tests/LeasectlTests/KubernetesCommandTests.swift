@@ -27,46 +27,7 @@ extension ProcessTests {
                                 "--lease-duration", "2s", "--renew-deadline", "1500ms", "--retry-period", "300ms"])
                 let names = ["c1", "c2", "c3"]
                 do {
-                    for name in names { try group.start(name) }
-                    var leader = try await group.await("a first leader") { $0.event == "startedLeading" }
-                    try await group.awaitObservers(of: leader.identity, identities: names, after: 0)
-                    let started = group.hub.entries.map(\.line).filter { $0.event == "startedLeading" }
-                    #expect(started.count == 1, "exactly one leader: \(started)")
-
-                    // Graceful hand-offs: SIGTERM the leader, which releases the Lease; a follower woken by the
-                    // watch takes over at once.
-                    var handOffs: [UInt64] = []
-                    for _ in 0..<2 {
-                        let previous = leader
-                        let handOff = try await group.gracefulHandOff(from: previous, exitTimeout: .seconds(10))
-                        leader = handOff.leader
-                        handOffs.append(handOff.nanos)
-                        #expect(handOff.stopped.reason == "released")
-                        #expect(try #require(leader.fencingToken) == previous.fencingToken! + 1)
-                        #expect(handOff.exit == .exited(0))
-                    }
-
-                    // Crashes: SIGKILL the leader; the others wait for its lease to expire, then one takes over.
-                    var takeovers: [UInt64] = []
-                    for _ in 0..<2 {
-                        let victim = leader
-                        let mark = group.hub.count
-                        let killedAt = await group.kill(victim.identity, leadingTerm: try #require(victim.fencingToken))
-                        leader = try await group.await("a takeover after killing \(victim.identity)", after: mark, timeout: .seconds(15)) {
-                            $0.event == "startedLeading" && $0.identity != victim.identity
-                        }
-                        let takeover = leader.monotonicNanos - killedAt
-                        takeovers.append(takeover)
-                        #expect(Duration.nanoseconds(takeover) >= lease - retry - .milliseconds(100), "a takeover must wait for the lease to expire")
-                        #expect(Duration.nanoseconds(takeover) < lease + .seconds(3))
-                        #expect(try #require(leader.fencingToken) == victim.fencingToken! + 1)
-                        let restartMark = group.hub.count
-                        try group.start(victim.identity)
-                        try await group.awaitObservers(of: leader.identity, identities: [victim.identity], after: restartMark)
-                    }
-
-                    await group.stopAll()
-                    try ElectMultiProcessTests.expectExclusiveLeadership(group.hub.entries.map(\.line), kills: group.kills, minimumTerms: 5)
+                    let (handOffs, takeovers, leader) = try await group.handOffsAndCrashes(names: names, lease: lease, retry: retry)
                     // The Lease holds client-go's record: the last leader released it, transitions = terms - 1.
                     let stored = try #require(try await env.client.getLease(namespace: env.namespace, name: "elect").spec)
                     #expect(stored.holderIdentity == "" && stored.leaseDurationSeconds == 1, "released on SIGTERM: \(stored)")

@@ -180,3 +180,56 @@ final class CandidateGroup: Sendable {
         }.joined()
     }
 }
+
+extension CandidateGroup {
+    /// The multi-process election every backend must survive: starts `names`, checks that exactly one leads and
+    /// all see it; then `handOffs` graceful hand-offs (SIGTERM: the leader stops its work, releases, and a
+    /// follower woken by the change feed takes over at once) and `crashes` takeovers (SIGKILL: the others
+    /// wait for the lease to expire), each with the next fencing token; stops everyone and checks that
+    /// leadership was exclusive throughout. Returns the hand-off and takeover times (monotonic ns) and the last
+    /// leader's `startedLeading` event.
+    func handOffsAndCrashes(
+        names: [String], lease: Duration, retry: Duration, handOffs: Int = 2, crashes: Int = 2
+    ) async throws -> (handOffs: [UInt64], takeovers: [UInt64], lastLeader: ElectionEventLine) {
+        for name in names { try start(name) }
+        var leader = try await self.await("a first leader") { $0.event == "startedLeading" }
+        try await awaitObservers(of: leader.identity, identities: names, after: 0)
+        let started = hub.entries.map(\.line).filter { $0.event == "startedLeading" }
+        #expect(started.count == 1, "exactly one leader: \(started)")
+
+        var handOffTimes: [UInt64] = []
+        for _ in 0..<handOffs {
+            let previous = leader
+            let handOff = try await gracefulHandOff(from: previous, exitTimeout: .seconds(10))
+            leader = handOff.leader
+            handOffTimes.append(handOff.nanos)
+            #expect(handOff.stopped.reason == "released")
+            #expect(try #require(leader.fencingToken) == previous.fencingToken! + 1)
+            #expect(handOff.exit == .exited(0))
+        }
+
+        var takeovers: [UInt64] = []
+        for _ in 0..<crashes {
+            let victim = leader
+            let mark = hub.count
+            let killedAt = await kill(victim.identity, leadingTerm: try #require(victim.fencingToken))
+            leader = try await self.await("a takeover after killing \(victim.identity)", after: mark, timeout: .seconds(15)) {
+                $0.event == "startedLeading" && $0.identity != victim.identity
+            }
+            let takeover = leader.monotonicNanos - killedAt
+            takeovers.append(takeover)
+            // The victim renewed at most a retry period before it died; followers count the lease from when
+            // they saw that renewal.
+            #expect(Duration.nanoseconds(takeover) >= lease - retry - .milliseconds(100), "a takeover must wait for the lease to expire")
+            #expect(Duration.nanoseconds(takeover) < lease + .seconds(3))
+            #expect(try #require(leader.fencingToken) == victim.fencingToken! + 1)
+            let restartMark = hub.count
+            try start(victim.identity)
+            try await awaitObservers(of: leader.identity, identities: [victim.identity], after: restartMark)
+        }
+
+        await stopAll()
+        try ProcessTests.ElectMultiProcessTests.expectExclusiveLeadership(hub.entries.map(\.line), kills: kills, minimumTerms: 1 + handOffs + crashes)
+        return (handOffTimes, takeovers, leader)
+    }
+}
