@@ -225,6 +225,28 @@ let package = Package(
             path: "Sources/lease-bench",
             swiftSettings: swiftSettings
         ),
+        // `make chaos`: multi-process fault injection with fenced actions and a safety checker (issue 5).
+        .executableTarget(
+            name: "lease-chaos",
+            dependencies: [
+                "LeaderElection", "FileLock", "Etcd", "EtcdLock", "EtcdTesting", "Kubernetes", "KubernetesLock",
+                "KubernetesTesting", "LeaseAPIServer",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/lease-chaos",
+            swiftSettings: swiftSettings
+        ),
+        // `make fuzz`: libFuzzer entry points for every decoder of third-party data; without
+        // `-sanitize=fuzzer` it replays corpus files (the CI smoke run).
+        .executableTarget(
+            name: "lease-fuzz",
+            dependencies: ["LeaderElection", "FileLock", "Etcd", "EtcdLock", "Kubernetes", "KubernetesLock", "CEtcdShim"],
+            path: "Sources/lease-fuzz",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "LeasectlTests",
             dependencies: ["EtcdTesting", "KubernetesTesting", "leasectl", "FileLock", "LeaderElection"],

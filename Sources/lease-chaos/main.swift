@@ -1,0 +1,1 @@
+print("lease-chaos: not built yet")

@@ -1,0 +1,1 @@
+print("lease-fuzz: not built yet")
