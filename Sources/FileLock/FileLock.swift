@@ -60,7 +60,21 @@ import Synchronization
 ///   (all descriptors are opened `O_CLOEXEC`) keeps the holder's liveness lock alive after the holder dies,
 ///   and a child being spawned holds it until its `exec`. The holder then only looks alive for longer —
 ///   the elector falls back to lease expiry — which is never unsafe.
-/// - Permissions: files are created with mode 0666 (liveness files 0600), filtered by the umask.
+///
+/// ## Security
+/// Whoever can write the lock directory can elect anyone (and read every identity): protect it.
+/// - The candidates of one lock run as **one user**. Directories made by `createDirectory` have mode 0700,
+///   the members directory 0700, and the record, companion, liveness and temporary files 0600 (a companion
+///   left with group or other bits by an older version is tightened by the next writer that owns it).
+/// - The lock directory must be owned by this process's user or by root; one owned by another user is
+///   refused with ``LeaderElectionError/Code/invalidConfiguration`` (its owner could rewrite every file, and
+///   files this process created there would lock that user out). The same holds for the members directory.
+///   A root-owned shared directory (such as a sticky `/run/locks`) is accepted: prefer a directory of your own.
+/// - No symbolic link is followed: a lock directory, record, companion, members directory or liveness file
+///   that is a symbolic link is refused with ``LeaderElectionError/Code/invalidConfiguration``; files in the
+///   members directory are reached relative to a descriptor of it, so swapping it for a link later cannot
+///   redirect them. The *parent* components of the directory path are trusted (`/var/run` → `/run` is fine):
+///   they must be writable only by their owner and root.
 ///
 /// Blocking system calls run on a serial `DispatchQueue` per lock value, never on Swift's cooperative
 /// pool; a task cancelled while waiting for the companion lock returns `CancellationError` without
@@ -84,7 +98,8 @@ public struct FileLock: ResourceLock {
     ///   - identity: this candidate's identity, unique per process; non-empty.
     ///   - createDirectory: create a missing directory (and its parents) with mode 0700 instead of failing.
     /// - Throws: ``LeaderElectionError/Code/invalidConfiguration`` for an invalid name or identity, a path
-    ///   that is not a directory, or a network file system; ``LeaderElectionError/Code/notFound`` when the
+    ///   that is not a directory or is a symbolic link, a directory owned by another user than this process's
+    ///   and root, or a network file system; ``LeaderElectionError/Code/notFound`` when the
     ///   directory is missing and `createDirectory` is `false`; ``LeaderElectionError/Code/unauthorized``
     ///   when permission is denied; ``LeaderElectionError/Code/unavailable`` for other I/O errors.
     public init(directory: String, name: String, identity: String, createDirectory: Bool = false) throws {

@@ -63,7 +63,8 @@ final class FileLockStore: Sendable {
     }
 
     /// Checks that `directory` exists (creating it, mode 0700 with parents, when `create`), is a
-    /// directory, and is not on a network file system.
+    /// directory and not a symbolic link to one, is owned by this process's user or by root, and is not on a
+    /// network file system.
     static func prepareDirectory(_ directory: String, create: Bool) throws {
         var st = stat()
         if stat(directory, &st) != 0 {
@@ -79,6 +80,12 @@ final class FileLockStore: Sendable {
         guard st.st_mode & S_IFMT == S_IFDIR else {
             throw LeaderElectionError.invalidConfiguration("lock directory \(directory) exists but is not a directory")
         }
+        var link = stat()
+        if lstat(directory, &link) == 0, link.st_mode & S_IFMT == S_IFLNK {
+            throw LeaderElectionError.invalidConfiguration(
+                "lock directory \(directory) is a symbolic link; refusing to follow it (name the directory itself)")
+        }
+        try requireTrustedOwner(st, of: "lock directory \(directory)")
         let networkFileSystems: [Int: String] = [
             0x6969: "NFS", 0xFF53_4D42: "CIFS", 0xFE53_4D42: "SMB2", 0x517B: "SMB",
         ]
@@ -102,11 +109,21 @@ final class FileLockStore: Sendable {
         }
     }
 
-    /// Creates `.<name>.members` with the lock directory's permission bits; tolerates a read-only directory.
+    /// Refuses a lock directory (or members directory) owned by another user than this process's, unless
+    /// root owns it: its owner could replace every file in it — elect anyone, or swap a file for a symbolic
+    /// link — and files this process creates there would lock that user out.
+    static func requireTrustedOwner(_ st: stat, of what: String) throws {
+        let me = geteuid()
+        guard st.st_uid == me || st.st_uid == 0 else {
+            throw LeaderElectionError.invalidConfiguration(
+                "\(what) is owned by user \(st.st_uid), not by this process's user \(me) or root: its owner could rewrite "
+                    + "the lock, so FileLock refuses it; use a directory owned by the user the candidates run as")
+        }
+    }
+
+    /// Creates `.<name>.members` (mode 0700); tolerates a read-only directory.
     private static func makeMembersDirectory(_ paths: LockPaths) throws {
-        var parent = stat()
-        let mode: mode_t = stat(paths.directory, &parent) == 0 ? parent.st_mode & 0o1777 : 0o700
-        if mkdir(paths.members, mode) != 0 {
+        if mkdir(paths.members, 0o700) != 0 {
             let code = errno
             switch code {
             case EEXIST: break
@@ -121,6 +138,37 @@ final class FileLockStore: Sendable {
         guard st.st_mode & S_IFMT == S_IFDIR else {
             throw LeaderElectionError.invalidConfiguration("\(paths.members) exists but is not a directory")
         }
+        try requireTrustedOwner(st, of: "members directory \(paths.members)")
+    }
+
+    /// Opens `.<name>.members` without following a symbolic link (its files are then reached with `openat`
+    /// and `unlinkat`, so a members directory swapped for a link later cannot redirect them); `nil` when it
+    /// does not exist.
+    private func openMembers() throws -> Int32? {
+        let fd = open(paths.members, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        if fd < 0 {
+            let code = errno
+            if code == ENOENT { return nil }
+            if code == ELOOP || code == ENOTDIR {
+                var st = stat()
+                if lstat(paths.members, &st) == 0, st.st_mode & S_IFMT == S_IFLNK { throw Self.symlinkError(paths.members) }
+                throw LeaderElectionError.invalidConfiguration("\(paths.members) exists but is not a directory")
+            }
+            throw ioError("open members directory", paths.members, code)
+        }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            let code = errno
+            _ = close(fd)
+            throw ioError("inspect", paths.members, code)
+        }
+        do {
+            try Self.requireTrustedOwner(st, of: "members directory \(paths.members)")
+        } catch {
+            _ = close(fd)
+            throw error
+        }
+        return fd
     }
 
     /// Names of the records in `directory`: regular files whose names do not start with `.`.
@@ -287,7 +335,7 @@ final class FileLockStore: Sendable {
     private func replaceRecordFile(with bytes: [UInt8]) throws {
         let temp = paths.tempPrefix + "\(getpid()).\(String(UInt64.random(in: .min ... .max), radix: 16))"
         let tempPath = paths.directory + "/" + temp
-        let fd = open(tempPath, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o666)
+        let fd = open(tempPath, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         if fd < 0 {
             let code = errno
             if code == ENOENT { throw Self.missingDirectory(paths.directory) }
@@ -328,7 +376,7 @@ final class FileLockStore: Sendable {
     /// when the caller has given up meanwhile.
     private func withCompanion<T>(exclusive: Bool, commit: () -> Bool, _ body: (Int32) throws -> T) throws -> T {
         let base = O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK
-        var fd = open(paths.companion, base | O_CREAT | (exclusive ? O_RDWR : O_RDONLY), 0o666)
+        var fd = open(paths.companion, base | O_CREAT | (exclusive ? O_RDWR : O_RDONLY), 0o600)
         if fd < 0, !exclusive, [EACCES, EPERM, EROFS].contains(errno) {
             // A reader without write permission on the directory: use the companion if it exists.
             fd = open(paths.companion, base | O_RDONLY)
@@ -345,6 +393,7 @@ final class FileLockStore: Sendable {
         }
         defer { _ = close(fd) }  // closing releases the flock
         try requireRegularFile(fd, paths.companion)
+        if exclusive { tightenMode(fd) }
         while flock(fd, exclusive ? LOCK_EX : LOCK_SH) != 0 {
             let code = errno
             if code != EINTR { throw ioError("flock", paths.companion, code) }
@@ -382,9 +431,12 @@ final class FileLockStore: Sendable {
     private func acquireLiveness() throws {
         if livenessFD.withLock({ $0 }) >= 0 { return }
         try Self.makeMembersDirectory(paths)
+        guard let members = try openMembers() else { throw ioError("open members directory", paths.members, ENOENT) }
+        defer { _ = close(members) }
         let path = paths.liveness(of: identity)
+        let name = LockPaths.encode(identity)
         for _ in 0..<8 {
-            let fd = open(path, O_CREAT | O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0o600)
+            let fd = openat(members, name, O_CREAT | O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0o600)
             if fd < 0 { throw ioError("open liveness file", path, errno) }
             if flock(fd, LOCK_EX | LOCK_NB) != 0 {
                 let code = errno
@@ -403,7 +455,7 @@ final class FileLockStore: Sendable {
                 _ = close(fd)
                 throw ioError("fstat liveness file", path, code)
             }
-            if lstat(path, &linked) == 0, linked.st_dev == held.st_dev, linked.st_ino == held.st_ino {
+            if fstatat(members, name, &linked, AT_SYMLINK_NOFOLLOW) == 0, linked.st_dev == held.st_dev, linked.st_ino == held.st_ino {
                 guard held.st_mode & S_IFMT == S_IFREG else {
                     _ = close(fd)
                     throw LeaderElectionError.invalidConfiguration("liveness file \(path) is not a regular file")
@@ -419,7 +471,11 @@ final class FileLockStore: Sendable {
     /// `true` when the kernel proves that no process holds `holder`'s liveness lock: the file does not
     /// exist, or a shared lock on it can be taken. Any doubt (permissions, errors) means "not known gone".
     private func holderIsGone(_ holder: String) -> Bool {
-        let fd = open(paths.liveness(of: holder), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
+        let opened: Int32?
+        do { opened = try openMembers() } catch { return false }
+        guard let members = opened else { return true }  // no members directory: no liveness file
+        defer { _ = close(members) }
+        let fd = openat(members, LockPaths.encode(holder), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
         if fd < 0 { return errno == ENOENT }
         defer { _ = close(fd) }
         guard flock(fd, LOCK_SH | LOCK_NB) == 0 else { return false }
@@ -431,20 +487,26 @@ final class FileLockStore: Sendable {
     /// Runs under the companion's exclusive lock, so no probe or acquisition races with it.
     private func sweepMembers(keeping identities: [String]) {
         let keep = Set(identities.map(LockPaths.encode))
-        guard let dir = opendir(paths.members) else { return }
+        guard let members = try? openMembers() else { return }
+        defer { _ = close(members) }
+        let listing = dup(members)
+        guard listing >= 0 else { return }
+        guard let dir = fdopendir(listing) else {
+            _ = close(listing)
+            return
+        }
         let entries = Self.readEntries(dir).filter { !keep.contains($0) }
         closedir(dir)
         for entry in entries {
-            let path = paths.members + "/" + entry
-            let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
+            let fd = openat(members, entry, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
             guard fd >= 0 else { continue }
             defer { _ = close(fd) }
             guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { continue }
             var held = stat()
             var linked = stat()
-            if fstat(fd, &held) == 0, lstat(path, &linked) == 0,
+            if fstat(fd, &held) == 0, fstatat(members, entry, &linked, AT_SYMLINK_NOFOLLOW) == 0,
                held.st_dev == linked.st_dev, held.st_ino == linked.st_ino, held.st_mode & S_IFMT == S_IFREG {
-                _ = unlink(path)
+                _ = unlinkat(members, entry, 0)
             }
         }
     }
@@ -468,6 +530,14 @@ final class FileLockStore: Sendable {
         guard st.st_mode & S_IFMT == S_IFREG else {
             throw LeaderElectionError.invalidConfiguration("\(path) is not a regular file")
         }
+    }
+
+    /// Removes group and other permission bits from a file this process's user owns (a companion created by
+    /// an older version with mode 0666 minus the umask): whoever can open it can hold its lock and stall writers.
+    private func tightenMode(_ fd: Int32) {
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_uid == geteuid(), st.st_mode & 0o077 != 0 else { return }
+        _ = fchmod(fd, st.st_mode & 0o700)
     }
 
     private func readAll(_ fd: Int32, _ path: String) throws -> [UInt8] {
