@@ -64,6 +64,14 @@ public final class EtcdClient: Sendable {
             }
         }
 
+        /// The endpoints this configuration reaches without TLS that are not loopback addresses (empty when
+        /// ``tls`` is set). Over those, the password, the auth token and every key and value cross the
+        /// network unencrypted; the client logs a warning when it is created with any.
+        public var plaintextRemoteEndpoints: [String] {
+            guard tls == nil else { return [] }
+            return endpoints.filter { !isLoopbackHost(endpointHost($0)) }
+        }
+
         /// Creates a configuration.
         public init(
             endpoints: [String],
@@ -91,6 +99,12 @@ public final class EtcdClient: Sendable {
     private let logger: Logger
 
     /// Connects (lazily: the first call establishes the connection).
+    ///
+    /// A configuration without ``Configuration/tls`` is plaintext. That is normal on loopback (tests, a
+    /// local etcd); to any other endpoint (``Configuration/plaintextRemoteEndpoints``) the client logs a
+    /// warning on `logger` when it is created. There is no way to skip verifying a TLS server's certificate.
+    /// The password and auth tokens are never logged, at any level.
+    ///
     /// - Throws: ``EtcdError`` with ``EtcdError/Code/invalidArgument`` for an empty endpoint list or
     ///   unusable TLS material.
     public init(configuration: Configuration, logger: Logger = Logger(label: "etcd", factory: { _ in SwiftLogNoOpLogHandler() })) throws {
@@ -102,6 +116,12 @@ public final class EtcdClient: Sendable {
         }
         self.configuration = configuration
         self.logger = logger
+        let remote = configuration.plaintextRemoteEndpoints
+        if !remote.isEmpty {
+            logger.warning(
+                "etcd client without TLS to a non-loopback endpoint: \(configuration.credentials == nil ? "" : "the password, auth tokens, ")keys and values cross the network unencrypted; configure TLS",
+                metadata: ["etcd.endpoints": "\(remote.joined(separator: ","))"])
+        }
         var options = ShimOptions(target: try Self.target(for: configuration.endpoints))
         if let tls = configuration.tls {
             options.useTLS = true
@@ -184,12 +204,16 @@ public final class EtcdClient: Sendable {
         return try await authenticate(credentials)
     }
 
+    /// The auth token in use, if any (for tests that check it is never logged).
+    var cachedToken: String? { token.withLock { $0 } }
+
     /// Forgets the current token (after a stream reported it invalid).
     func invalidateToken() { token.withLock { $0 = nil } }
 
     private func authenticate(_ credentials: Configuration.Credentials) async throws -> String {
         let fresh = try await authenticate(user: credentials.user, password: credentials.password)
         token.withLock { $0 = fresh }
+        logger.debug("etcd authenticated", metadata: ["etcd.user": "\(credentials.user)"])
         return fresh
     }
 
@@ -269,6 +293,55 @@ public final class EtcdClient: Sendable {
     /// The status of the member the channel is connected to.
     public func status() async throws -> EtcdStatus {
         try EtcdCodec.decodeStatus(await call("/etcdserverpb.Maintenance/Status", EtcdCodec.status()))
+    }
+}
+
+// MARK: - Redaction
+
+extension EtcdClient.Configuration: CustomStringConvertible, CustomReflectable {
+    /// The endpoints, TLS and authentication in use — never the password or the private key.
+    public var description: String {
+        var parts = ["endpoints: \(endpoints.joined(separator: ","))", tls.map { "\($0)" } ?? "plaintext"]
+        if let credentials { parts.append("\(credentials)") }
+        parts.append("request timeout: \(requestTimeout)")
+        return "EtcdClient.Configuration(\(parts.joined(separator: ", ")))"
+    }
+
+    /// The fields, with ``Credentials`` and ``TLS`` redacted (for `dump` and debuggers).
+    public var customMirror: Mirror {
+        Mirror(self, children: [
+            "endpoints": endpoints, "tls": tls as Any, "credentials": credentials as Any, "requestTimeout": requestTimeout,
+            "keepaliveInterval": keepaliveInterval as Any, "keepaliveTimeout": keepaliveTimeout, "maxReceiveBytes": maxReceiveBytes,
+        ], displayStyle: .struct)
+    }
+}
+
+extension EtcdClient.Configuration.TLS: CustomStringConvertible, CustomReflectable {
+    /// What TLS material is set — never the private key.
+    public var description: String {
+        var parts = [caPEM == nil ? "system CAs" : "custom CA"]
+        if certificatePEM != nil { parts.append("client certificate") }
+        if privateKeyPEM != nil { parts.append("client key (redacted)") }
+        if let serverName { parts.append("server name: \(serverName)") }
+        return "TLS(\(parts.joined(separator: ", ")))"
+    }
+
+    /// The fields, the private key redacted.
+    public var customMirror: Mirror {
+        Mirror(self, children: [
+            "caPEM": caPEM as Any, "certificatePEM": certificatePEM as Any,
+            "privateKeyPEM": privateKeyPEM == nil ? "nil" : "<redacted>", "serverName": serverName as Any,
+        ], displayStyle: .struct)
+    }
+}
+
+extension EtcdClient.Configuration.Credentials: CustomStringConvertible, CustomReflectable {
+    /// The user name — never the password.
+    public var description: String { "user \(user) (password redacted)" }
+
+    /// The user name, the password redacted.
+    public var customMirror: Mirror {
+        Mirror(self, children: ["user": user, "password": "<redacted>"], displayStyle: .struct)
     }
 }
 
