@@ -51,7 +51,10 @@ public final class KubernetesClient: Sendable {
     ///
     /// - Parameters:
     ///   - configuration: Where the server is and how to authenticate.
-    ///   - logger: Receives a `debug` line per request with `k8s.method`, `k8s.path` and `k8s.status`.
+    ///   - logger: Receives a `debug` line per request with `k8s.method`, `k8s.path` and `k8s.status`, and
+    ///     a `warning` when the client is created with TLS verification disabled
+    ///     (``KubernetesConfiguration/insecureSkipTLSVerify``) or with an `http` server that is not a loopback
+    ///     address. Bearer tokens and private keys are never logged, at any level.
     /// - Throws: ``KubernetesError`` with code ``KubernetesError/Code/invalidConfiguration`` when the server URL
     ///   or the TLS material cannot be used.
     public init(configuration: KubernetesConfiguration, logger: Logger) throws {
@@ -60,6 +63,9 @@ public final class KubernetesClient: Sendable {
 
         let endpoint = try Self.endpoint(for: configuration)
         self.baseURL = endpoint.baseURL
+        for warning in Self.transportWarnings(for: configuration) {
+            logger.warning("\(warning)", metadata: ["k8s.server": "\(configuration.server)"])
+        }
 
         switch configuration.credentials {
         case .none: authorization = .none
@@ -123,6 +129,39 @@ public final class KubernetesClient: Sendable {
             return Endpoint(baseURL: "\(scheme)://\(authority(name))\(path)", dnsOverride: (name, host))
         }
         return Endpoint(baseURL: "\(scheme)://\(authority(host))\(path)", dnsOverride: nil)
+    }
+
+    /// Why `configuration` does not protect its credentials and requests in transit, if it does not: TLS
+    /// verification disabled, or plain HTTP to a server that is not a loopback address.
+    static func transportWarnings(for configuration: KubernetesConfiguration) -> [String] {
+        guard let components = URLComponents(string: configuration.server), let host = components.host else { return [] }
+        let token = configuration.credentials == .none ? "" : "the bearer token and "
+        if components.scheme?.lowercased() == "http" {
+            if isLoopbackHost(host) { return [] }
+            return ["Kubernetes client over plain HTTP to \(configuration.server), not a loopback address: \(token)every request "
+                + "cross the network unencrypted; use an https server"]
+        }
+        if configuration.insecureSkipTLSVerify {
+            return ["Kubernetes client with TLS verification disabled (insecure-skip-tls-verify): anyone on the network "
+                + "path can impersonate the API server \(configuration.server)\(token.isEmpty ? "" : " and read the bearer token"); "
+                + "configure its CA instead"]
+        }
+        return []
+    }
+
+    /// `true` when `host` can only mean this machine: `localhost` and `*.localhost`, `127.0.0.0/8`, `::1`.
+    static func isLoopbackHost(_ host: String) -> Bool {
+        var name = host.lowercased()
+        if name.hasPrefix("["), name.hasSuffix("]") { name = String(name.dropFirst().dropLast()) }
+        if name == "localhost" || name == "localhost." || name.hasSuffix(".localhost") || name.hasSuffix(".localhost.") { return true }
+        var v4 = in_addr()
+        if name.withCString({ inet_pton(AF_INET, $0, &v4) }) == 1 { return UInt32(bigEndian: v4.s_addr) >> 24 == 127 }
+        var v6 = in6_addr()
+        if name.withCString({ inet_pton(AF_INET6, $0, &v6) }) == 1 {
+            let bytes = withUnsafeBytes(of: v6) { Array($0) }
+            return bytes[0..<15].allSatisfy { $0 == 0 } && bytes[15] == 1
+        }
+        return false
     }
 
     private static func tlsConfiguration(for configuration: KubernetesConfiguration) throws -> TLSConfiguration {

@@ -35,12 +35,30 @@ extension KubernetesConfiguration {
         do {
             root = try Yams.compose(yaml: text)
         } catch {
-            throw KubernetesError.invalidConfiguration("kubeconfig \(file) is not valid YAML: \(error)")
+            throw KubernetesError.invalidConfiguration("kubeconfig \(file) is not valid YAML: \(describeYAMLError(error))")
         }
         guard let root, root.mapping != nil else {
             throw KubernetesError.invalidConfiguration("kubeconfig \(file) is empty or not a YAML mapping")
         }
         return try KubeconfigReader(file: file, root: root).configuration(context: context)
+    }
+
+    /// A YAML error with its position but without the excerpt of the file Yams quotes: the line at fault may
+    /// hold a token or key.
+    static func describeYAMLError(_ error: any Error) -> String {
+        guard let error = error as? YamlError else { return "\(type(of: error))" }
+        switch error {
+        case .reader(let problem, let offset, _, _):
+            return "\(problem)" + (offset.map { " at byte \($0)" } ?? "")
+        case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
+             .composer(let context, let problem, let mark, _):
+            let around = context.map { " (\($0.text) at line \($0.mark.line), column \($0.mark.column))" } ?? ""
+            return "line \(mark.line), column \(mark.column): \(problem)\(around)"
+        case .duplicatedKeysInMapping(let duplicates, let context):
+            return "duplicate keys \(duplicates.sorted().joined(separator: ", ")) at line \(context.mark.line)"
+        default:
+            return "\(error)"
+        }
     }
 
     /// `path`, else the first entry of `KUBECONFIG`, else `~/.kube/config`.

@@ -12,8 +12,8 @@ import Foundation
 ///
 /// ``description`` never prints the token or the private key.
 public struct KubernetesConfiguration: Sendable, Hashable, CustomStringConvertible {
-    /// How the client authenticates.
-    public enum Credentials: Sendable, Hashable {
+    /// How the client authenticates. Its `description` and mirror never show a token.
+    public enum Credentials: Sendable, Hashable, CustomStringConvertible, CustomReflectable {
         /// No `Authorization` header (client certificates may still authenticate).
         case none
         /// A fixed bearer token.
@@ -23,6 +23,24 @@ public struct KubernetesConfiguration: Sendable, Hashable, CustomStringConvertib
         /// from the next request on. If the file becomes unreadable or empty, the last token read is
         /// kept.
         case tokenFile(String)
+
+        /// `none`, `bearer token (redacted)` or `token file <path>`.
+        public var description: String {
+            switch self {
+            case .none: "none"
+            case .bearerToken: "bearer token (redacted)"
+            case .tokenFile(let path): "token file \(path)"
+            }
+        }
+
+        /// The case, the token redacted (for `dump` and debuggers).
+        public var customMirror: Mirror {
+            switch self {
+            case .none: Mirror(self, children: [], displayStyle: .enum)
+            case .bearerToken: Mirror(self, children: ["bearerToken": "<redacted>"], displayStyle: .enum)
+            case .tokenFile(let path): Mirror(self, children: ["tokenFile": path], displayStyle: .enum)
+            }
+        }
     }
 
     // MARK: Server
@@ -103,19 +121,27 @@ public struct KubernetesConfiguration: Sendable, Hashable, CustomStringConvertib
     }
 
     public var description: String {
-        let auth: String
-        switch credentials {
-        case .none: auth = "none"
-        case .bearerToken: auth = "bearer token (redacted)"
-        case .tokenFile(let path): auth = "token file \(path)"
-        }
-        var parts = ["server: \(server)", "namespace: \(namespace)", "auth: \(auth)"]
+        var parts = ["server: \(server)", "namespace: \(namespace)", "auth: \(credentials)"]
         if caPEM != nil { parts.append("custom CA") }
         if clientCertificatePEM != nil { parts.append("client certificate") }
+        if clientKeyPEM != nil { parts.append("client key (redacted)") }
         if insecureSkipTLSVerify { parts.append("INSECURE: TLS verification disabled") }
         if let tlsServerName { parts.append("tls-server-name: \(tlsServerName)") }
         parts.append("request timeout: \(requestTimeout)")
         return "KubernetesConfiguration(\(parts.joined(separator: ", ")))"
+    }
+}
+
+extension KubernetesConfiguration: CustomReflectable {
+    /// The fields, with the token and the client key redacted (for `dump` and debuggers).
+    public var customMirror: Mirror {
+        Mirror(self, children: [
+            "server": server, "namespace": namespace, "credentials": credentials, "caPEM": caPEM as Any,
+            "clientCertificatePEM": clientCertificatePEM as Any,
+            "clientKeyPEM": clientKeyPEM == nil ? "nil" : "<redacted>",
+            "insecureSkipTLSVerify": insecureSkipTLSVerify, "tlsServerName": tlsServerName as Any,
+            "requestTimeout": requestTimeout,
+        ], displayStyle: .struct)
     }
 }
 
