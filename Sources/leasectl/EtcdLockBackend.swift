@@ -8,6 +8,7 @@ import Darwin
 import Etcd
 import EtcdLock
 import LeaderElection
+import Logging
 import Synchronization
 
 /// How `leasectl` connects to etcd, from the `--etcd-*` options (see ``EtcdOptions``).
@@ -18,21 +19,27 @@ struct EtcdConnectionSettings: Sendable {
     var credentials: EtcdClient.Configuration.Credentials?
     /// The deadline of each request, connecting included.
     var requestTimeout: Duration = .seconds(5)
+    /// `--etcd-plaintext`: whether endpoints other than loopback addresses may be reached without TLS.
+    var allowsRemotePlaintext = false
 }
 
 /// The etcd clients of one `leasectl` process: one per endpoint set, created on first use and closed
 /// together by ``closeAll()`` at exit.
 final class EtcdClientPool: Sendable {
     let settings: EtcdConnectionSettings
+    private let logger: Logger
     private let clients = Mutex<[String: EtcdClient]>([:])
 
-    init(settings: EtcdConnectionSettings) {
+    /// - Parameter logger: the clients' logger; it receives their warnings (plaintext to a remote endpoint).
+    init(settings: EtcdConnectionSettings, logger: Logger = Logger(label: "leasectl.etcd")) {
         self.settings = settings
+        self.logger = logger
     }
 
     /// The client for `endpoints` (the same client for the same set, in any order).
     ///
-    /// - Throws: ``LeaseCtlError`` when the client cannot be created (unusable TLS material).
+    /// - Throws: ``LeaseCtlError`` when the client cannot be created (unusable TLS material), or when it
+    ///   would reach an endpoint other than a loopback address without TLS and `--etcd-plaintext` was not given.
     func client(for endpoints: [String]) throws -> EtcdClient {
         let key = Set(endpoints).sorted().joined(separator: ",")
         return try clients.withLock { clients in
@@ -40,9 +47,16 @@ final class EtcdClientPool: Sendable {
             let configuration = EtcdClient.Configuration(
                 endpoints: endpoints, tls: settings.tls, credentials: settings.credentials,
                 requestTimeout: settings.requestTimeout)
+            let remote = configuration.plaintextRemoteEndpoints
+            if !remote.isEmpty && !settings.allowsRemotePlaintext {
+                throw LeaseCtlError(
+                    "refusing to connect to etcd at \(remote.joined(separator: ",")) without TLS: it is not a loopback address, so "
+                        + "\(settings.credentials == nil ? "" : "the password and ")every record would cross the network unencrypted. "
+                        + "Pass --etcd-cacert (TLS), or --etcd-plaintext to accept an unencrypted connection")
+            }
             let client: EtcdClient
             do {
-                client = try EtcdClient(configuration: configuration)
+                client = try EtcdClient(configuration: configuration, logger: logger)
             } catch let error as EtcdError {
                 throw LeaseCtlError("cannot set up an etcd client for \(endpoints.joined(separator: ",")): \(error.message)")
             }

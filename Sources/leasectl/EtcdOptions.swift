@@ -13,6 +13,10 @@ import Foundation
 ///
 /// The password is never a command-line value (it would show in `ps` and shell history): it comes from
 /// the `ETCD_PASSWORD` environment variable or from `--etcd-password-file`.
+///
+/// Without `--etcd-cacert`, `--etcd-cert` and `--etcd-key` the connection is plaintext. That is accepted
+/// silently for loopback endpoints only; any other endpoint needs `--etcd-plaintext`, and then the etcd
+/// client's warning is printed on standard error.
 struct EtcdOptions: ParsableArguments {
     /// The environment variable holding the password of `--etcd-user`.
     static let passwordVariable = "ETCD_PASSWORD"
@@ -34,6 +38,10 @@ struct EtcdOptions: ParsableArguments {
     @Option(help: ArgumentHelp("File holding the password of --etcd-user (a trailing newline is ignored).", valueName: "path"))
     var etcdPasswordFile: String?
 
+    @Flag(help: ArgumentHelp(
+        "Connect to etcd endpoints other than loopback addresses without TLS (the password and every record cross the network unencrypted; a warning is printed)."))
+    var etcdPlaintext = false
+
     @Option(help: ArgumentHelp(
         "Deadline of each etcd request, connecting included. (default: max(1s, renew-deadline/2) for elect, 5s otherwise)",
         valueName: "duration"))
@@ -42,6 +50,9 @@ struct EtcdOptions: ParsableArguments {
     init() {}
 
     func validate() throws {
+        if etcdPlaintext && (etcdCacert != nil || etcdCert != nil || etcdKey != nil) {
+            throw ValidationError("--etcd-plaintext contradicts --etcd-cacert, --etcd-cert and --etcd-key (which use TLS)")
+        }
         if (etcdCert == nil) != (etcdKey == nil) {
             throw ValidationError("--etcd-cert and --etcd-key go together (mutual TLS needs the certificate and its key)")
         }
@@ -69,6 +80,7 @@ struct EtcdOptions: ParsableArguments {
         defaultTimeout: Duration, environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws -> EtcdConnectionSettings {
         var settings = EtcdConnectionSettings(requestTimeout: etcdDialTimeout?.duration ?? defaultTimeout)
+        settings.allowsRemotePlaintext = etcdPlaintext
         if etcdCacert != nil || etcdCert != nil || etcdKey != nil {
             settings.tls = EtcdClient.Configuration.TLS(
                 caPEM: try etcdCacert.map { try Self.readPEM($0, option: "--etcd-cacert") },

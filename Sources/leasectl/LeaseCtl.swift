@@ -16,7 +16,8 @@ struct LeaseCtl: AsyncParsableCommand {
             several endpoints are one cluster); etcd://HOST:PORT/path/to/ (trailing slash) stands for every \
             key under that prefix. elect, get and release connect with --etcd-cacert, --etcd-cert and \
             --etcd-key (TLS, mutual TLS) and --etcd-user, whose password comes from $ETCD_PASSWORD or \
-            --etcd-password-file.
+            --etcd-password-file. Without TLS, only loopback endpoints are used unless --etcd-plaintext is \
+            given (with a warning). No option takes a password or token as its value.
 
             kubernetes://NAMESPACE/NAME is the coordination.k8s.io/v1 Lease NAME in NAMESPACE (client-go's \
             LeaseLock record, so leasectl contends with Go controllers on one Lease); \

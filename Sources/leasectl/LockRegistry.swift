@@ -9,10 +9,13 @@ import LeaderElection
 /// await registry.shutdown()
 /// ```
 struct LockRegistry: Sendable {
-    /// The backends built into this `leasectl` with default connection settings: `file`; `etcd` (plaintext,
-    /// no authentication, 5 s request timeout); `kubernetes` (the default kubeconfig or the pod's service
-    /// account, loaded on first use, 5 s request timeout). Commands use ``standard(etcd:kubernetes:)`` instead.
-    static let standard = LockRegistry.standard(etcd: EtcdConnectionSettings(), kubernetes: KubernetesConnectionSettings())
+    /// The backends built into this `leasectl` with default connection settings: `file`; `etcd` (plaintext —
+    /// to any endpoint, as with `--etcd-plaintext` —, no authentication, 5 s request timeout); `kubernetes`
+    /// (the default kubeconfig or the pod's service account, loaded on first use, 5 s request timeout). For
+    /// validation and tests: commands connect through ``standard(etcd:kubernetes:)`` with their options, where
+    /// plaintext to a non-loopback etcd needs `--etcd-plaintext`.
+    static let standard = LockRegistry.standard(
+        etcd: EtcdConnectionSettings(allowsRemotePlaintext: true), kubernetes: KubernetesConnectionSettings())
 
     /// The backends built into this `leasectl`, connecting to etcd and Kubernetes with `etcd` and
     /// `kubernetes`. Nothing connects until a lock of the scheme is used; call ``shutdown()`` at exit.

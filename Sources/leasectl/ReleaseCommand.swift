@@ -45,6 +45,8 @@ struct ReleaseCommand: AsyncParsableCommand {
 
     func run() async throws {
         let lockURL = try LockURL(parsing: url)
+        // Library warnings (an insecure etcd or Kubernetes connection) go to standard error, never into the output.
+        LogLevelArgument.warning.bootstrap()
         let registry = LockRegistry.standard(
             etcd: try etcd.settings(defaultTimeout: .seconds(5)),
             kubernetes: kubernetes.settings(defaultTimeout: .seconds(5)))
