@@ -23,6 +23,10 @@ struct LeaseAPIServerCommand: AsyncParsableCommand {
         discussion: """
             Prints one line, `lease-apiserver listening on <URL>`, once it listens; SIGTERM or SIGINT stops it \
             (exit status 0). An unreachable etcd is not a startup error: requests get 503 until etcd answers.
+
+            It authenticates static bearer tokens but has no authorization: any valid token may do everything. \
+            Never expose it beyond a test machine (a warning is logged when --bind-address is not a loopback \
+            address). Pass tokens in --token-file, not on the command line.
             """)
 
     @Option(help: ArgumentHelp("etcd endpoints, comma-separated (host:port, or http(s)://host:port).", valueName: "endpoints"))
@@ -52,7 +56,10 @@ struct LeaseAPIServerCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Private key (PEM) of --tls-cert-file.", valueName: "path"))
     var tlsPrivateKeyFile: String?
 
-    @Option(name: .customLong("token"), help: ArgumentHelp("A bearer token to accept (repeatable).", valueName: "token"))
+    /// Deprecated: a token on the command line is visible to every local user (`ps`, `/proc/<pid>/cmdline`)
+    /// and kept in shell history. Kept for existing scripts; using it prints a warning.
+    @Option(name: .customLong("token"), help: ArgumentHelp(
+        "DEPRECATED (visible in the process list; use --token-file): a bearer token to accept (repeatable).", valueName: "token"))
     var tokens: [String] = []
 
     @Option(help: ArgumentHelp(
@@ -85,6 +92,9 @@ struct LeaseAPIServerCommand: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "lease-apiserver")
+        for warning in securityWarnings() {
+            FileHandle.standardError.write(Data("lease-apiserver: warning: \(warning)\n".utf8))
+        }
 
         // Signals first, so that one arriving during startup is not lost.
         let stop = StopSignal()
@@ -119,6 +129,38 @@ struct LeaseAPIServerCommand: AsyncParsableCommand {
         logger.info("shutting down", metadata: ["process.signal": "\(signal)"])
         await server.shutdown()
         etcd.close()
+    }
+
+    /// What is insecure in these options: `--token` values, a non-loopback listening address.
+    func securityWarnings() -> [String] {
+        var warnings: [String] = []
+        if !tokens.isEmpty {
+            warnings.append("--token is deprecated: the token is visible to every local user in the process list and "
+                + "kept in shell history; put tokens in a file and pass --token-file")
+        }
+        if !Self.isLoopback(bindAddress) {
+            var warning = "listening on \(bindAddress), not a loopback address: lease-apiserver is for tests and development "
+                + "and has no authorization (any valid token may do everything)"
+            if tokens.isEmpty && tokenFile == nil { warning += "; no token is configured, so anyone who can connect may do everything" }
+            if tlsCertFile == nil { warning += "; without --tls-cert-file, tokens and objects cross the network unencrypted" }
+            warnings.append(warning + "; do not expose it")
+        }
+        return warnings
+    }
+
+    /// `true` for `localhost`, `127.0.0.0/8` and `::1`.
+    static func isLoopback(_ address: String) -> Bool {
+        var name = address.lowercased()
+        if name.hasPrefix("["), name.hasSuffix("]") { name = String(name.dropFirst().dropLast()) }
+        if name == "localhost" { return true }
+        var v4 = in_addr()
+        if inet_pton(AF_INET, name, &v4) == 1 { return UInt32(bigEndian: v4.s_addr) >> 24 == 127 }
+        var v6 = in6_addr()
+        if inet_pton(AF_INET6, name, &v6) == 1 {
+            let bytes = withUnsafeBytes(of: v6) { Array($0) }
+            return bytes[0..<15].allSatisfy { $0 == 0 } && bytes[15] == 1
+        }
+        return false
     }
 
     private func etcdConfiguration() throws -> EtcdClient.Configuration {
