@@ -56,7 +56,7 @@ enum LeaseBench {
         let selectedIDs = Set(selected.map(\.id))
         report.notSelected = scenarios.map(\.id).filter { !selectedIDs.contains($0) }
 
-        let context = BenchContext(options: options, etcd: fixture)
+        let context = BenchContext(options: options, etcd: fixture, kubernetes: KubernetesFixtureHolder(etcd: fixture))
         for (index, scenario) in selected.enumerated() {
             log("[\(index + 1)/\(selected.count)] \(scenario.id): \(scenario.title) …")
             let started = monotonicNanos()
@@ -72,6 +72,7 @@ enum LeaseBench {
                 log("    FAILED: \(error)")
             }
         }
+        await context.kubernetes.stop()
         await fixture.stop()
 
         report.machine.loadAverageAtEnd = loadAverage()
@@ -95,6 +96,12 @@ enum LeaseBench {
             var line = "p50 \(formatMicros(p.p50)) µs, p90 \(formatMicros(p.p90)), p99 \(formatMicros(p.p99)), max \(formatMicros(p.max))"
             if let r = result.ratioToReference { line += "; \(formatRatio(r))× Go" }
             return line
+        }
+        if let t = result.transition {
+            let p = t.pastLeaseExpiryMillis ?? t.millis
+            return (t.pastLeaseExpiryMillis == nil ? "" : "past lease expiry: ")
+                + "p50 \(formatMillis(p.p50)) ms, p90 \(formatMillis(p.p90)), p99 \(formatMillis(p.p99)), max \(formatMillis(p.max)) "
+                + "over \(t.samples.count) samples; goal (\(t.goal)) \(t.withinGoal ? "met" : "NOT met")"
         }
         if let t = result.throughput {
             return "\(String(format: "%.0f", t.medianCallsPerSecond)) calls/s at \(t.concurrency) in flight (p50 \(formatMicros(t.medianLatencyMicros.p50)) µs)"

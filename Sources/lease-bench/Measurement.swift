@@ -84,7 +84,12 @@ func median(_ values: [Double?]) -> Double? {
 
 // MARK: - Server-side counters around a measured section
 
-/// What the server and this process did during a measured section: CPU time and gRPC calls received.
+/// Requests an API server has answered so far, by HTTP method (`LeaseAPIServer.requestCounts`: `GET`, `PUT`,
+/// `POST`, …, watches as `WATCH`); read before and after a section to count the requests made in it.
+typealias RequestCounter = @Sendable () -> [String: Int]
+
+/// What the server and this process did during a measured section: CPU time and gRPC calls received (and,
+/// for the Kubernetes scenarios, the requests the API server received).
 struct SectionCounters {
     let fixture: EtcdFixture
     let wallStart: UInt64
@@ -92,13 +97,16 @@ struct SectionCounters {
     let contextSwitchesStart: Int
     let serverCPUStart: UInt64?
     let rpcsStart: [String: Int]
+    let apiRequests: RequestCounter?
+    let apiRequestsStart: [String: Int]?
 
     /// Takes the starting values (scrapes etcd's /metrics first, so the scrape is outside the section).
-    static func start(_ fixture: EtcdFixture) throws -> SectionCounters {
+    static func start(_ fixture: EtcdFixture, apiRequests: RequestCounter? = nil) throws -> SectionCounters {
         let rpcs = try fixture.metrics.rpcsStarted()
         let serverCPU = fixture.serverCPUNanos()
         return SectionCounters(fixture: fixture, wallStart: monotonicNanos(), clientCPUStart: processCPUNanos(),
-                               contextSwitchesStart: processContextSwitches(), serverCPUStart: serverCPU, rpcsStart: rpcs)
+                               contextSwitchesStart: processContextSwitches(), serverCPUStart: serverCPU, rpcsStart: rpcs,
+                               apiRequests: apiRequests, apiRequestsStart: apiRequests?())
     }
 
     struct Totals {
@@ -109,26 +117,42 @@ struct SectionCounters {
         /// gRPC calls the server started during the section, by `service/method`.
         var rpcsByMethod: [String: Int]
         var rpcs: Int { rpcsByMethod.values.reduce(0, +) }
+        /// Requests the API server received during the section, by method (Kubernetes scenarios only).
+        var apiRequestsByMethod: [String: Int]?
+        var apiRequests: Int? { apiRequestsByMethod.map { $0.values.reduce(0, +) } }
     }
 
     /// Takes the final values.
     func finish() throws -> Totals {
+        let apiRequestsEnd = apiRequests?()
         let wallEnd = monotonicNanos()
         let clientCPUEnd = processCPUNanos()
         let contextSwitchesEnd = processContextSwitches()
         let serverCPUEnd = fixture.serverCPUNanos()
         let rpcsEnd = try fixture.metrics.rpcsStarted()
-        var delta: [String: Int] = [:]
-        for (method, count) in rpcsEnd {
-            let d = count - (rpcsStart[method] ?? 0)
-            if d != 0 { delta[method] = d }
-        }
         let serverCPU: Double? = if let s = serverCPUStart, let e = serverCPUEnd { Double(e &- s) / 1000 } else { nil }
+        let apiDelta: [String: Int]? = if let s = apiRequestsStart, let e = apiRequestsEnd { countDelta(from: s, to: e) } else { nil }
         return Totals(wallSeconds: Double(wallEnd - wallStart) / 1e9,
                       clientCPUMicros: Double(clientCPUEnd - clientCPUStart) / 1000,
                       contextSwitches: contextSwitchesEnd - contextSwitchesStart,
-                      serverCPUMicros: serverCPU, rpcsByMethod: delta)
+                      serverCPUMicros: serverCPU, rpcsByMethod: countDelta(from: rpcsStart, to: rpcsEnd),
+                      apiRequestsByMethod: apiDelta)
     }
+}
+
+/// `end − start` per key, leaving out keys that did not change.
+func countDelta(from start: [String: Int], to end: [String: Int]) -> [String: Int] {
+    var delta: [String: Int] = [:]
+    for (key, count) in end {
+        let d = count - (start[key] ?? 0)
+        if d != 0 { delta[key] = d }
+    }
+    return delta
+}
+
+/// Adds up per-key counts.
+func sumCounts(_ counts: [[String: Int]]) -> [String: Int] {
+    counts.reduce(into: [:]) { total, next in total.merge(next, uniquingKeysWith: +) }
 }
 
 // MARK: - Latency
@@ -146,40 +170,59 @@ struct LatencyRound: Codable, Sendable {
     var clientContextSwitchesPerCall: Double
     /// CPU time of the etcd process per call, µs (clock-tick resolution, 10 ms per round).
     var serverCPUMicrosPerCall: Double?
-    /// gRPC calls etcd started per timed call (from its `grpc_server_started_total` counters).
+    /// gRPC calls etcd started per timed call (from its `grpc_server_started_total` counters). For the
+    /// Kubernetes scenarios these are the calls the API server made to etcd.
     var serverRPCsPerCall: Double
     var serverRPCsByMethod: [String: Int]
+    /// Kubernetes scenarios: requests the API server received per timed call, and by method.
+    var apiRequestsPerCall: Double? = nil
+    var apiRequestsByMethod: [String: Int]? = nil
+
+    /// One round from the counters of its timed section.
+    init(round: Int, latencies: [Double], totals: SectionCounters.Totals) {
+        let samples = Double(latencies.count)
+        self.round = round
+        self.samples = latencies.count
+        latencyMicros = Percentiles(samples: latencies)
+        wallSeconds = totals.wallSeconds
+        clientCPUMicrosPerCall = totals.clientCPUMicros / samples
+        clientContextSwitchesPerCall = Double(totals.contextSwitches) / samples
+        serverCPUMicrosPerCall = totals.serverCPUMicros.map { $0 / samples }
+        serverRPCsPerCall = Double(totals.rpcs) / samples
+        serverRPCsByMethod = totals.rpcsByMethod
+        apiRequestsPerCall = totals.apiRequests.map { Double($0) / samples }
+        apiRequestsByMethod = totals.apiRequestsByMethod
+    }
 }
 
 /// Runs `warmup` untimed then `samples` timed sequential calls of `call`.
 ///
 /// With an `executor` (the client's poller executor), the loop runs with that executor preferred, as a
 /// latency-sensitive caller would (see `EtcdClient.executor`).
+/// With `apiRequests` (a Kubernetes API server's request counters), the round also counts the requests that
+/// server received during the timed calls.
 func measureLatencyRound(round: Int, warmup: Int, samples: Int, fixture: EtcdFixture, executor: (any TaskExecutor)? = nil,
+                         apiRequests: RequestCounter? = nil,
                          _ call: () async throws -> Void) async throws -> LatencyRound {
     try await withTaskExecutorPreference(executor) {
-        try await measureLatencyRoundBody(round: round, warmup: warmup, samples: samples, fixture: fixture, call)
+        try await measureLatencyRoundBody(round: round, warmup: warmup, samples: samples, fixture: fixture,
+                                          apiRequests: apiRequests, call)
     }
 }
 
-private func measureLatencyRoundBody(round: Int, warmup: Int, samples: Int, fixture: EtcdFixture,
+private func measureLatencyRoundBody(round: Int, warmup: Int, samples: Int, fixture: EtcdFixture, apiRequests: RequestCounter?,
                                      _ call: () async throws -> Void) async throws -> LatencyRound {
     for _ in 0..<warmup { try await call() }
     var latencies = [Double]()
     latencies.reserveCapacity(samples)
-    let counters = try SectionCounters.start(fixture)
+    let counters = try SectionCounters.start(fixture, apiRequests: apiRequests)
     for _ in 0..<samples {
         let t0 = monotonicNanos()
         try await call()
         latencies.append(Double(monotonicNanos() - t0) / 1000)
     }
     let totals = try counters.finish()
-    return LatencyRound(
-        round: round, samples: samples, latencyMicros: Percentiles(samples: latencies), wallSeconds: totals.wallSeconds,
-        clientCPUMicrosPerCall: totals.clientCPUMicros / Double(samples),
-        clientContextSwitchesPerCall: Double(totals.contextSwitches) / Double(samples),
-        serverCPUMicrosPerCall: totals.serverCPUMicros.map { $0 / Double(samples) },
-        serverRPCsPerCall: Double(totals.rpcs) / Double(samples), serverRPCsByMethod: totals.rpcsByMethod)
+    return LatencyRound(round: round, latencies: latencies, totals: totals)
 }
 
 /// The rounds of a latency scenario and their medians.
@@ -196,6 +239,9 @@ struct LatencySummary: Codable, Sendable {
     var medianServerCPUMicrosPerCall: Double?
     /// Total gRPC calls etcd started over total timed calls, all rounds.
     var serverRPCsPerCall: Double
+    /// Kubernetes scenarios: total API server requests over total timed calls, all rounds, and their sum by method.
+    var apiRequestsPerCall: Double?
+    var apiRequestsByMethod: [String: Int]?
 
     init(rounds: [LatencyRound]) {
         self.rounds = rounds
@@ -209,6 +255,17 @@ struct LatencySummary: Codable, Sendable {
         medianServerCPUMicrosPerCall = median(rounds.map(\.serverCPUMicrosPerCall))
         let rpcs = rounds.reduce(0.0) { $0 + $1.serverRPCsPerCall * Double($1.samples) }
         serverRPCsPerCall = totalSamples == 0 ? 0 : rpcs / Double(totalSamples)
+        let apiCounts = rounds.compactMap(\.apiRequestsByMethod)
+        if !rounds.isEmpty && apiCounts.count == rounds.count {
+            let byMethod = sumCounts(apiCounts)
+            apiRequestsByMethod = byMethod
+            apiRequestsPerCall = totalSamples == 0 ? 0 : Double(byMethod.values.reduce(0, +)) / Double(totalSamples)
+        }
+    }
+
+    /// Kubernetes scenarios: requests of `method` the API server received per timed call, all rounds.
+    func apiRequestsPerCall(method: String) -> Double {
+        totalSamples == 0 ? 0 : Double(apiRequestsByMethod?[method] ?? 0) / Double(totalSamples)
     }
 }
 

@@ -20,6 +20,12 @@ struct BenchOptions: Sendable, Codable {
     var throughputSeconds = 2.0
     /// Minimum number of calls of one throughput round (a round runs until both minimums are met).
     var throughputMinCalls = 2000
+    /// Timed renewals per round of the Kubernetes elector renewal scenario (one every 50 ms).
+    var kubernetesRenewals = 100
+    /// Leadership hand-offs timed by the Kubernetes graceful hand-off scenario.
+    var handOffs = 50
+    /// Crash takeovers timed by the Kubernetes takeover scenario (each waits out a 2 s lease).
+    var takeovers = 10
     /// Calls in flight for the throughput scenarios.
     var concurrencyLevels = [1, 8, 32]
     /// Where the JSON results go.
@@ -34,6 +40,9 @@ struct BenchOptions: Sendable, Codable {
     static let minimumLatencySamples = 2000
     static let minimumRenewalSamples = 1000
     static let minimumThroughputCalls = 2000
+    static let minimumKubernetesRenewals = 100
+    static let minimumHandOffs = 50
+    static let minimumTakeovers = 10
 
     /// Reasons why this configuration is below the documented minimums (empty when it is not).
     var belowMinimums: [String] {
@@ -45,6 +54,11 @@ struct BenchOptions: Sendable, Codable {
         if throughputMinCalls < Self.minimumThroughputCalls && throughputSeconds < 2 {
             reasons.append("throughput rounds of \(throughputSeconds) s and \(throughputMinCalls) calls (need ~2 s or ≥ \(Self.minimumThroughputCalls) calls)")
         }
+        if kubernetesRenewals < Self.minimumKubernetesRenewals {
+            reasons.append("Kubernetes renewals \(kubernetesRenewals) < \(Self.minimumKubernetesRenewals)")
+        }
+        if handOffs < Self.minimumHandOffs { reasons.append("hand-offs \(handOffs) < \(Self.minimumHandOffs)") }
+        if takeovers < Self.minimumTakeovers { reasons.append("takeovers \(takeovers) < \(Self.minimumTakeovers)") }
         if !filters.isEmpty { reasons.append("scenarios filtered by --filter \(filters.joined(separator: ","))") }
         return reasons
     }
@@ -53,11 +67,20 @@ struct BenchOptions: Sendable, Codable {
         usage: lease-bench [options]
 
         Starts a single-member etcd (temporary directory, free loopback ports), measures the etcd client and
-        EtcdLock, prints a Markdown table and writes JSON results. Needs `etcd` and `etcdctl` (make bootstrap).
+        EtcdLock, then KubernetesLock and the elector against a LeaseAPIServer (HTTPS, in this process) over the
+        same etcd; prints a Markdown table and writes JSON results. Needs `etcd`, `etcdctl` and `openssl`
+        (make bootstrap).
 
           --rounds N               rounds of each latency scenario (default 5; documented minimum 3)
-          --samples N              timed calls per Range / CAS Txn latency round (default 2000)
+          --samples N              timed calls per Range / CAS Txn / Kubernetes get / update latency round
+                                   (default 2000)
           --renewals N             timed EtcdLock renewals per round (default 2000; minimum 1000)
+          --k8s-renewals N         timed elector renewals per round of kubernetes.renew, one per 50 ms
+                                   (default 100; minimum 100)
+          --handoffs N             graceful hand-offs timed by kubernetes.handoff.graceful (default 50;
+                                   minimum 50)
+          --takeovers N            crash takeovers timed by kubernetes.takeover.crash, ~3 s each (default 10;
+                                   minimum 10)
           --warmup N               untimed calls before each round (default 300)
           --throughput-rounds N    rounds of each throughput scenario (default 3)
           --throughput-seconds S   minimum duration of a throughput round (default 2)
@@ -91,6 +114,9 @@ struct BenchOptions: Sendable, Codable {
             case "--rounds": options.rounds = try positive(argument)
             case "--samples": options.latencySamples = try positive(argument)
             case "--renewals": options.renewalSamples = try positive(argument)
+            case "--k8s-renewals": options.kubernetesRenewals = try positive(argument)
+            case "--handoffs": options.handOffs = try positive(argument)
+            case "--takeovers": options.takeovers = try positive(argument)
             case "--warmup":
                 let text = try value(argument)
                 guard let n = Int(text), n >= 0 else { throw BenchError("--warmup needs a non-negative integer, got \"\(text)\"") }

@@ -29,11 +29,15 @@ struct BenchReport: Codable, Sendable {
         var percentiles = "nearest rank over the timed calls of one round; the summary is the median over rounds of each per-round percentile"
         var cpuAccounting = "client: CLOCK_PROCESS_CPUTIME_ID of the benchmark process (all threads); etcd: utime+stime from /proc/<pid>/stat (10 ms ticks); context switches: getrusage(RUSAGE_SELF) ru_nvcsw + ru_nivcsw"
         var roundTripAccounting = "delta of etcd's grpc_server_started_total (all methods) over the timed calls, scraped from /metrics before and after"
+        var kubernetesTransport = "kubernetes.* scenarios: KubernetesClient (AsyncHTTPClient, HTTP/1.1 keep-alive, TLS 1.3 with the EtcdTesting test CA, bearer token) to a LeaseAPIServer in this process on 127.0.0.1 (SwiftNIO + NIOSSL), which stores the Leases in the same etcd through an EtcdClient of its own; one client per scenario, one per elector"
+        var kubernetesRequestAccounting = "kubernetes.* scenarios: delta of LeaseAPIServer.requestCounts (requests by HTTP method, counted on arrival; WATCH for watches) over the timed calls; CPU 'client' is the whole bench process, which includes the API server"
     }
 
     struct Goal: Codable, Sendable {
         var maximumRatioToGo = GoReference.goalRatio
         var comparedStatistic = "p50 latency"
+        var kubernetesHandOff = KubernetesGoal.handOff
+        var kubernetesTakeover = KubernetesGoal.takeover
     }
 
     struct Failure: Codable, Sendable {
@@ -43,6 +47,11 @@ struct BenchReport: Codable, Sendable {
 }
 
 func formatMicros(_ value: Double) -> String {
+    value < 100 ? String(format: "%.1f", value) : String(format: "%.0f", value)
+}
+
+/// Milliseconds: one decimal below 100 ms, none above.
+func formatMillis(_ value: Double) -> String {
     value < 100 ? String(format: "%.1f", value) : String(format: "%.0f", value)
 }
 
@@ -66,7 +75,7 @@ func markdown(_ report: BenchReport) -> String {
             + report.configuration.belowDocumentedMinimums.joined(separator: "; ") + ".")
         out.append("")
     }
-    let latency = report.scenarios.filter { $0.latency != nil }
+    let latency = report.scenarios.filter { $0.latency != nil && !isKubernetes($0) }
     if !latency.isEmpty {
         out.append("### Latency (µs; median over \(options.rounds) rounds of each round's percentile; sequential calls)")
         out.append("")
@@ -103,6 +112,7 @@ func markdown(_ report: BenchReport) -> String {
         }
         out.append("")
     }
+    out += kubernetesMarkdown(report)
     let checks = report.scenarios.flatMap { s in s.checks.map { (s.id, $0) } }
     if !checks.isEmpty {
         out.append("### Checks")
@@ -119,10 +129,83 @@ func markdown(_ report: BenchReport) -> String {
         out.append("- not run (not selected by --filter): `\(id)`")
     }
     if !report.failures.isEmpty || !report.notSelected.isEmpty { out.append("") }
-    out.append("Reference: \(GoReference.source). Goal: p50 ≤ \(formatRatio(GoReference.goalRatio, digits: 1))× Go. "
+    let kubernetesGoals = report.scenarios.contains { $0.transition != nil }
+        ? "Kubernetes goals (informational): \(KubernetesGoal.handOff); \(KubernetesGoal.takeover). " : ""
+    out.append("Reference: \(GoReference.source). Goal: p50 ≤ \(formatRatio(GoReference.goalRatio, digits: 1))× Go. " + kubernetesGoals
         + "etcd data directory on \(report.configuration.etcdDataFileSystem). "
         + "Load average at start / end: \(report.machine.loadAverageAtStart) / \(report.machine.loadAverageAtEnd ?? "?").")
     return out.joined(separator: "\n")
+}
+
+private func isKubernetes(_ scenario: ScenarioResult) -> Bool { scenario.id.hasPrefix("kubernetes.") }
+
+/// The Kubernetes section: lock and renewal latency, then hand-off and takeover times.
+private func kubernetesMarkdown(_ report: BenchReport) -> [String] {
+    let scenarios = report.scenarios.filter(isKubernetes)
+    guard !scenarios.isEmpty else { return [] }
+    var out: [String] = []
+    out.append("### Kubernetes (LeaseAPIServer in this process: HTTPS, HTTP/1.1, bearer token; Leases in the same etcd)")
+    out.append("")
+    let latency = scenarios.filter { $0.latency != nil }
+    if !latency.isEmpty {
+        out.append("Latency in µs; median over \(report.configuration.options.rounds) rounds of each round's percentile; sequential calls. "
+            + "CPU \"process\" is the whole bench process, API server included.")
+        out.append("")
+        out.append("| Scenario | Timed calls | p50 | p90 | p99 | max | p50 spread over rounds | CPU µs/call (process / etcd) | Ctx switches/call | API requests/call | etcd RPCs/call |")
+        out.append("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+        for s in latency {
+            let l = s.latency!
+            let p = l.medianLatencyMicros
+            let methods = (l.apiRequestsByMethod ?? [:]).keys.sorted().joined(separator: "+")
+            let api = l.apiRequestsPerCall.map { "\(formatRatio($0, digits: 3)) (\(methods.isEmpty ? "none" : methods))" } ?? "n/a"
+            out.append("| \(s.title) | \(l.rounds.count) × \(l.samplesPerRound) | \(formatMicros(p.p50)) | \(formatMicros(p.p90)) | "
+                + "\(formatMicros(p.p99)) | \(formatMicros(p.max)) | \(formatMicros(l.p50RangeMicros[0]))–\(formatMicros(l.p50RangeMicros[1])) | "
+                + "\(cpuCell(l.medianClientCPUMicrosPerCall, l.medianServerCPUMicrosPerCall)) | "
+                + "\(formatRatio(l.medianClientContextSwitchesPerCall, digits: 1)) | \(api) | \(formatRatio(l.serverRPCsPerCall, digits: 3)) |")
+        }
+        out.append("")
+    }
+    let transitions = scenarios.filter { $0.transition != nil }
+    if !transitions.isEmpty {
+        out.append("Leadership changes in ms, nearest rank over all samples (p99 is the largest sample when there are ≤ 100).")
+        out.append("")
+        out.append("| Scenario | Electors | Lease / renew deadline / retry | Samples | Measured | p50 | p90 | p99 | max | Goal |")
+        out.append("|---|--:|---|--:|---|--:|--:|--:|--:|---|")
+        for s in transitions {
+            let t = s.transition!
+            let timing = "\(formatSeconds(t.leaseDurationSeconds)) / \(formatSeconds(t.renewDeadlineSeconds)) / \(formatSeconds(t.retryPeriodSeconds))"
+            let goal = "\(t.goal): " + (t.withinGoal ? "met" : "**not met**")
+            func row(_ what: String, _ p: Percentiles, goal: String) -> String {
+                "| \(s.title) | \(t.electors) | \(timing) | \(t.samples.count) | \(what) | \(formatMillis(p.p50)) | \(formatMillis(p.p90)) | "
+                    + "\(formatMillis(p.p99)) | \(formatMillis(p.max)) | \(goal) |"
+            }
+            if let past = t.pastLeaseExpiryMillis {
+                out.append(row("last renewal → new leader", t.millis, goal: "—"))
+                out.append(row("… minus the lease (past expiry)", past, goal: goal))
+            } else {
+                out.append(row("cancel → new leader", t.millis, goal: goal))
+            }
+        }
+        out.append("")
+        for s in transitions {
+            let t = s.transition!
+            let m = t.medianPhasesMillis
+            var steps: [String] = []
+            if let v = m["releaseStarted"] { steps.append("release PUT sent \(formatMillis(v))") }
+            if let v = m["releaseWritten"] { steps.append("returned \(formatMillis(v))") }
+            if let v = m["acquireStarted"] { steps.append("new leader's winning PUT sent \(formatMillis(v))") }
+            if let v = m["acquireWritten"] { steps.append("returned \(formatMillis(v))") }
+            steps.append("startedLeading \(formatMillis(median(t.samples.map { $0.pastLeaseExpiryMillis ?? $0.millis })))")
+            let start = t.pastLeaseExpiryMillis == nil ? "ms after the cancel" : "ms past the lease's expiry = end of the last renewal + lease duration"
+            out.append("- `\(s.id)`, where the time goes (medians, \(start)): " + steps.joined(separator: " → ") + ".")
+        }
+        out.append("")
+    }
+    return out
+}
+
+private func formatSeconds(_ seconds: Double) -> String {
+    seconds >= 1 && seconds.rounded() == seconds ? "\(Int(seconds)) s" : "\(formatMillis(seconds * 1000)) ms"
 }
 
 /// Writes the JSON results, creating the directory when needed.

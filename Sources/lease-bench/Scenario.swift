@@ -37,9 +37,12 @@ struct ScenarioResult: Codable, Sendable {
     var operation: String
     var latency: LatencySummary?
     var throughput: ThroughputSummary?
+    /// Leadership hand-off or takeover times (elector scenarios).
+    var transition: TransitionSummary?
     var reference: ReferenceFigure?
     /// Measured median p50 / reference p50.
     var ratioToReference: Double?
+    /// The p50 ratio to Go is within ``GoReference/goalRatio``, or the transition times meet their goal.
     var withinGoal: Bool?
     var checks: [Check] = []
 
@@ -49,8 +52,10 @@ struct ScenarioResult: Codable, Sendable {
         operation = measurement.operation
         latency = measurement.latency
         throughput = measurement.throughput
+        transition = measurement.transition
         reference = measurement.reference
         checks = measurement.checks
+        if let transition { withinGoal = transition.withinGoal }
         if let reference, let latency {
             let ratio = latency.medianLatencyMicros.p50 / reference.p50Micros
             ratioToReference = ratio
@@ -65,6 +70,7 @@ struct ScenarioMeasurement: Sendable {
     var operation: String
     var latency: LatencySummary? = nil
     var throughput: ThroughputSummary? = nil
+    var transition: TransitionSummary? = nil
     /// What the median p50 is compared against, if anything.
     var reference: ReferenceFigure? = nil
     var checks: [Check] = []
@@ -74,10 +80,12 @@ struct ScenarioMeasurement: Sendable {
 struct BenchContext: Sendable {
     let options: BenchOptions
     let etcd: EtcdFixture
+    /// The Kubernetes API server over `etcd`, started by the first Kubernetes scenario that asks for it.
+    let kubernetes: KubernetesFixtureHolder
 }
 
 /// One benchmark scenario. `lease-bench` runs the list in order; later milestones append theirs (hand-off,
-/// takeover, other backends) to `allScenarios`.
+/// takeover, other backends) to `allScenarios`. Ids start with the backend (`etcd.`, `etcdlock.`, `kubernetes.`).
 struct Scenario: Sendable {
     /// Stable identifier (JSON key, `--filter`), such as `etcd.range.latency`.
     let id: String
@@ -85,7 +93,7 @@ struct Scenario: Sendable {
     let run: @Sendable (BenchContext) async throws -> ScenarioMeasurement
 }
 
-/// Every scenario, in the order they run.
+/// Every scenario, in the order they run: etcd, then Kubernetes.
 func allScenarios(_ options: BenchOptions) -> [Scenario] {
-    etcdScenarios(options)
+    etcdScenarios(options) + kubernetesScenarios(options)
 }

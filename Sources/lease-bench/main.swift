@@ -1,5 +1,6 @@
 // lease-bench: `make bench`. Starts its own single-member etcd, measures the Swift etcd client and EtcdLock,
-// prints a Markdown table on stdout (progress goes to stderr) and writes bench/results.json.
+// then KubernetesLock and the elector against a LeaseAPIServer over that etcd; prints a Markdown table on
+// stdout (progress goes to stderr) and writes bench/results.json.
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)

@@ -1,0 +1,320 @@
+import Kubernetes
+import KubernetesLock
+import LeaderElection
+import Synchronization
+
+// The machinery of the elector scenarios (renewals, hand-off, takeover): candidates in this process, each with
+// its own client and connections, a log of their events timestamped as they arrive, and a lock wrapper that
+// times writes and can simulate a crash.
+
+// MARK: - Results
+
+/// One leadership change.
+struct TransitionSample: Codable, Sendable {
+    var index: Int
+    /// The identity that led before.
+    var from: String
+    /// The identity that started leading.
+    var to: String
+    /// The measured time, ms (see ``TransitionSummary/measuredFrom``).
+    var millis: Double
+    /// Takeovers: ``millis`` − the lease duration, i.e. how long after the lease expired the follower led, ms.
+    var pastLeaseExpiryMillis: Double?
+    /// Takeovers: from the *start* of the crashed leader's last successful renewal, ms (the leader's own
+    /// guarantee counts from there, so this must be at least the lease duration).
+    var sinceLastRenewalStartMillis: Double?
+    /// How the previous leader's term ended (`released`, `lost`, `cancelled`).
+    var previousLeaderStopReason: String
+    /// When the previous leader's stoppedLeading arrived, relative to the new leader's startedLeading, ms
+    /// (negative: before).
+    var previousLeaderStoppedRelativeMillis: Double
+    /// Where the time went: when each step ended, ms from the sample's start — for takeovers, ms past the lease
+    /// expiry (`releaseStarted` / `releaseWritten`: the old leader's successful release update was sent (its
+    /// work had stopped) / returned; `acquireStarted` / `acquireWritten`:
+    /// the new leader's winning update was sent / returned; the rest, up to ``millis``, is recording the
+    /// Event and delivering startedLeading).
+    var phases: [String: Double] = [:]
+}
+
+/// Leadership hand-off or takeover times over all samples of a scenario (one pool, no rounds).
+struct TransitionSummary: Codable, Sendable {
+    /// Candidates on the Lease, each with its own KubernetesClient.
+    var electors: Int
+    var leaseDurationSeconds: Double
+    var renewDeadlineSeconds: Double
+    var retryPeriodSeconds: Double
+    /// Where each sample starts and ends.
+    var measuredFrom: String
+    var measuredTo: String
+    var samples: [TransitionSample]
+    /// Nearest-rank percentiles over all samples, **ms** (with n samples p99 is the ⌈0.99·n⌉-th: the largest
+    /// for n ≤ 100).
+    var millis: Percentiles
+    /// Takeovers: the percentiles of the time past lease expiry, ms.
+    var pastLeaseExpiryMillis: Percentiles?
+    /// The goal, in words, and whether it is met (informational: goals never fail the run).
+    var goal: String
+    var withinGoal: Bool
+    /// The median of each phase over the samples that have it, ms from the sample's start.
+    var medianPhasesMillis: [String: Double] = [:]
+
+    /// Fills ``medianPhasesMillis`` from the samples.
+    mutating func summarizePhases() {
+        let names = Set(samples.flatMap(\.phases.keys))
+        medianPhasesMillis = Dictionary(uniqueKeysWithValues: names.map { name in (name, median(samples.compactMap { $0.phases[name] })) })
+    }
+}
+
+// MARK: - Instrumented lock
+
+/// A ``ResourceLock`` that forwards to another one, times its successful writes, and can "crash": after
+/// ``crash()`` every call fails at once with ``LeaderElectionError/Code/unavailable`` and no event is
+/// recorded — the holder can neither renew nor release, as if its process had died or lost the network.
+final class InstrumentedLock: ResourceLock {
+    let inner: any ResourceLock
+    var identity: String { inner.identity }
+    var description: String { inner.description }
+
+    /// Called after every successful `update`, before it returns, with its start and end (monotonic ns).
+    typealias UpdateHook = @Sendable (_ start: UInt64, _ end: UInt64) -> Void
+
+    private struct State {
+        var crashed = false
+        var successfulUpdates = 0
+        var failedUpdates = 0
+        /// Start and end (monotonic ns) of the last successful update or create.
+        var lastWrite: (start: UInt64, end: UInt64)?
+        /// Start and end of the last successful update that wrote an empty holder (a release).
+        var lastRelease: (start: UInt64, end: UInt64)?
+        var hook: UpdateHook?
+    }
+    private let state = Mutex(State())
+
+    init(_ inner: any ResourceLock) { self.inner = inner }
+
+    /// From now on every call fails (calls already in flight complete).
+    func crash() { state.withLock { $0.crashed = true } }
+    /// Calls succeed again.
+    func recover() { state.withLock { $0.crashed = false } }
+    func setHook(_ hook: UpdateHook?) { state.withLock { $0.hook = hook } }
+
+    var successfulUpdates: Int { state.withLock { $0.successfulUpdates } }
+    var failedUpdates: Int { state.withLock { $0.failedUpdates } }
+    var lastWrite: (start: UInt64, end: UInt64)? { state.withLock { $0.lastWrite } }
+    var lastRelease: (start: UInt64, end: UInt64)? { state.withLock { $0.lastRelease } }
+
+    private func checkAlive() throws {
+        if state.withLock({ $0.crashed }) {
+            throw LeaderElectionError.unavailable("\(inner): simulated crash (lease-bench)")
+        }
+    }
+
+    func get() async throws -> VersionedRecord? {
+        try checkAlive()
+        return try await inner.get()
+    }
+
+    func create(_ record: LeaderElectionRecord) async throws -> LockVersion {
+        try checkAlive()
+        let start = monotonicNanos()
+        let version = try await inner.create(record)
+        let end = monotonicNanos()
+        state.withLock { $0.lastWrite = (start, end) }
+        return version
+    }
+
+    func update(_ record: LeaderElectionRecord, expecting version: LockVersion) async throws -> LockVersion {
+        try checkAlive()
+        let start = monotonicNanos()
+        let newVersion: LockVersion
+        do {
+            newVersion = try await inner.update(record, expecting: version)
+        } catch {
+            state.withLock { $0.failedUpdates += 1 }
+            throw error
+        }
+        let end = monotonicNanos()
+        let hook = state.withLock { state -> UpdateHook? in
+            state.successfulUpdates += 1
+            state.lastWrite = (start, end)
+            if record.holderIdentity.isEmpty { state.lastRelease = (start, end) }
+            return state.hook
+        }
+        hook?(start, end)
+        return newVersion
+    }
+
+    func recordEvent(_ event: LockEvent) async {
+        guard !state.withLock({ $0.crashed }) else { return }
+        await inner.recordEvent(event)
+    }
+
+    func changes() -> AsyncStream<Void>? { inner.changes() }
+}
+
+// MARK: - Event log
+
+/// Every event of every candidate, timestamped (CLOCK_MONOTONIC) when the candidate's subscriber receives it.
+final class ElectionLog: Sendable {
+    struct Entry: Sendable {
+        var seq: Int
+        var identity: String
+        var event: LeaderElectionEvent
+        var nanos: UInt64
+
+        var isStarted: Bool { if case .startedLeading = event { true } else { false } }
+        var stopReason: StopReason? { if case .stoppedLeading(_, let reason) = event { reason } else { nil } }
+    }
+
+    private let entries = Mutex<[Entry]>([])
+    private let continuation: AsyncStream<Void>.Continuation
+    /// Yields after every new entry (coalesced), and on ``poke()``.
+    let signals: AsyncStream<Void>
+
+    init() {
+        (signals, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    func record(_ identity: String, _ event: LeaderElectionEvent) {
+        let now = monotonicNanos()
+        entries.withLock { $0.append(Entry(seq: $0.count, identity: identity, event: event, nanos: now)) }
+        continuation.yield()
+    }
+
+    func poke() { continuation.yield() }
+
+    /// The sequence number the next entry will get.
+    var count: Int { entries.withLock { $0.count } }
+
+    func first(from seq: Int, where predicate: (Entry) -> Bool) -> Entry? {
+        entries.withLock { entries in entries[min(seq, entries.count)...].first(where: predicate) }
+    }
+}
+
+/// Waits for entries of an ``ElectionLog``; owned by one task.
+struct ElectionWaiter {
+    let log: ElectionLog
+    private var iterator: AsyncStream<Void>.Iterator
+
+    init(_ log: ElectionLog) {
+        self.log = log
+        iterator = log.signals.makeAsyncIterator()
+    }
+
+    /// The first entry from `seq` on that matches, waiting up to `timeout` for it.
+    mutating func first(from seq: Int, timeout: Duration, _ what: String, where predicate: (ElectionLog.Entry) -> Bool) async throws -> ElectionLog.Entry {
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        let log = self.log
+        let watchdog = Task {
+            try? await Task.sleep(until: deadline, clock: .continuous)
+            log.poke()
+        }
+        defer { watchdog.cancel() }
+        while true {
+            if let entry = log.first(from: seq, where: predicate) { return entry }
+            if ContinuousClock.now >= deadline { throw BenchError("timed out after \(timeout) waiting for \(what)") }
+            try Task.checkCancellation()
+            _ = await iterator.next()
+        }
+    }
+}
+
+/// Polls `condition` every 5 ms until it holds, up to `timeout` (for harness states that have no event).
+func waitUntil(timeout: Duration, _ what: String, _ condition: () -> Bool) async throws {
+    let deadline = ContinuousClock.now.advanced(by: timeout)
+    while !condition() {
+        if ContinuousClock.now >= deadline { throw BenchError("timed out after \(timeout) waiting until \(what)") }
+        try await Task.sleep(for: .milliseconds(5))
+    }
+}
+
+// MARK: - Candidates
+
+/// One candidate, as a separate process would be: its own `KubernetesClient` (own connection pool), a
+/// `KubernetesLock` (wrapped in an ``InstrumentedLock``) and a `LeaderElector` on `ContinuousClock`, whose
+/// events go to the shared log. Its leader work just sleeps until cancelled.
+final class Candidate: Sendable {
+    let identity: String
+    let client: KubernetesClient
+    let lock: InstrumentedLock
+    let elector: LeaderElector<ContinuousClock>
+    private let running = Mutex<Task<Void, Never>?>(nil)
+    private let subscriber: Task<Void, Never>
+
+    init(identity: String, leaseName: String, fixture: KubernetesFixture, configuration: LeaderElectionConfiguration,
+         log: ElectionLog) throws {
+        try KubernetesLock.validate(configuration)
+        let client = try fixture.makeClient(
+            requestTimeout: KubernetesConfiguration.requestTimeout(forRenewDeadline: configuration.renewDeadline))
+        do {
+            let kubernetesLock = try KubernetesLock(
+                client: client, configuration: .init(name: leaseName, namespace: fixture.namespace), identity: identity)
+            lock = InstrumentedLock(kubernetesLock)
+            elector = try LeaderElector(lock: lock, configuration: configuration, clock: ContinuousClock())
+        } catch {
+            Task { try? await client.shutdown() }
+            throw error
+        }
+        self.identity = identity
+        self.client = client
+        let events = elector.events()
+        subscriber = Task {
+            for await event in events { log.record(identity, event) }
+        }
+    }
+
+    /// Starts campaigning (`elector.run`) in a task of its own.
+    func start() {
+        let elector = self.elector
+        running.withLock { running in
+            precondition(running == nil, "\(identity) is already running")
+            running = Task {
+                _ = try? await elector.run { _ -> Void in
+                    try await Task.sleep(for: .seconds(86_400))
+                }
+            }
+        }
+    }
+
+    /// Cancels the run (a leader stops its work, then releases the lease) without waiting for it.
+    func cancel() { running.withLock { $0?.cancel() } }
+
+    /// Cancels the run and waits until `run` has returned.
+    func stop() async {
+        let task = running.withLock { running in
+            defer { running = nil }
+            return running
+        }
+        task?.cancel()
+        await task?.value
+    }
+
+    /// Stops, ends the event subscription and closes the client.
+    func shutdown() async {
+        await stop()
+        subscriber.cancel()
+        try? await client.shutdown()
+    }
+}
+
+/// Runs `body` with `count` candidates on one new Lease, shutting them all down afterwards (also on errors).
+func withCandidates<R>(
+    _ count: Int, prefix: String, fixture: KubernetesFixture, configuration: LeaderElectionConfiguration,
+    _ body: ([Candidate], ElectionLog) async throws -> R
+) async throws -> R {
+    let leaseName = "\(prefix)-\(randomHex(6))"
+    let log = ElectionLog()
+    var candidates: [Candidate] = []
+    do {
+        for index in 0..<count {
+            candidates.append(try Candidate(identity: "\(prefix)-\(index)", leaseName: leaseName, fixture: fixture,
+                                            configuration: configuration, log: log))
+        }
+        let result = try await body(candidates, log)
+        for candidate in candidates { await candidate.shutdown() }
+        return result
+    } catch {
+        for candidate in candidates { await candidate.shutdown() }
+        throw error
+    }
+}

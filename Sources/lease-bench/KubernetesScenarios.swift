@@ -1,0 +1,418 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import Kubernetes
+import KubernetesLock
+import LeaderElection
+import Synchronization
+
+// The Kubernetes rows: KubernetesLock and our LeaderElector against a LeaseAPIServer (HTTPS, bearer token) in
+// this process, which stores the Leases in the bench's etcd. See KubernetesFixture.
+
+private let kubernetesIdentity = "lease-bench-k8s-\(getpid())"
+
+/// The goals of the benchmark issue for the elector on Kubernetes (informational, like the Go ratio: they
+/// are reported, never fail the run).
+enum KubernetesGoal {
+    static let handOffP50Millis = 50.0
+    static let handOffP99Millis = 100.0
+    static let takeoverPastExpiryMillis = 50.0
+    static let handOff = "graceful hand-off p50 ≤ 50 ms and p99 ≤ 100 ms"
+    static let takeover = "crash takeover ≤ 50 ms past lease expiry (every sample, i.e. the max)"
+}
+
+/// The Kubernetes scenarios, in the order they run (after the etcd rows).
+func kubernetesScenarios(_ options: BenchOptions) -> [Scenario] {
+    [kubernetesGetLatency, kubernetesUpdateLatency, kubernetesRenew, kubernetesHandOff, kubernetesTakeover]
+}
+
+// MARK: Checks
+
+/// `GET 10000, PUT 3` (methods sorted; `none` when empty).
+func formatCounts(_ counts: [String: Int]) -> String {
+    counts.isEmpty ? "none" : counts.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+}
+
+/// Checks that every timed call was exactly one request of `method` to the API server and nothing else
+/// (no read before a write, no retry, no re-established watch).
+private func apiRequestsCheck(_ what: String, method: String, calls: Int, byMethod: [String: Int]) -> Check {
+    let total = byMethod.values.reduce(0, +)
+    let perCall = calls == 0 ? 0 : Double(total) / Double(calls)
+    return Check(
+        name: "API server requests per \(what)",
+        expected: "1 \(method) and no other request (LeaseAPIServer.requestCounts delta / calls)",
+        measured: "\(formatRatio(perCall, digits: 4)) (\(total) requests for \(calls) timed \(what)s: \(formatCounts(byMethod)))",
+        passed: calls > 0 && byMethod[method] == calls && total == calls)
+}
+
+/// Runs `body` with a new client of the fixture's API server and shuts the client down afterwards.
+private func withClient<R>(_ fixture: KubernetesFixture, _ body: (KubernetesClient) async throws -> R) async throws -> R {
+    let client = try fixture.makeClient()
+    do {
+        let result = try await body(client)
+        try? await client.shutdown()
+        return result
+    } catch {
+        try? await client.shutdown()
+        throw error
+    }
+}
+
+private func millis(_ nanos: UInt64) -> Double { Double(nanos) / 1e6 }
+private func millis(from start: UInt64, to end: UInt64) -> Double { (Double(end) - Double(start)) / 1e6 }
+private func seconds(_ duration: Duration) -> Double {
+    Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+}
+
+// MARK: Lock latency
+
+let kubernetesGetLatency = Scenario(id: "kubernetes.get.latency", title: "KubernetesLock.get() (one GET)") { context in
+    let fixture = try await context.kubernetes.fixture()
+    return try await withClient(fixture) { client in
+        let lock = try KubernetesLock(client: client, configuration: .init(name: "get-\(randomHex(6))", namespace: fixture.namespace),
+                                      identity: kubernetesIdentity)
+        _ = try await lock.create(sampleRecord(identity: kubernetesIdentity))
+        var rounds: [LatencyRound] = []
+        for round in 1...context.options.rounds {
+            rounds.append(try await measureLatencyRound(
+                round: round, warmup: context.options.warmupCalls, samples: context.options.latencySamples, fixture: context.etcd,
+                apiRequests: fixture.requestCounter
+            ) {
+                guard try await lock.get() != nil else { throw BenchError("the Lease \(lock) disappeared") }
+            })
+        }
+        let summary = LatencySummary(rounds: rounds)
+        return ScenarioMeasurement(
+            operation: "KubernetesLock.get(): GET /apis/coordination.k8s.io/v1/namespaces/\(fixture.namespace)/leases/NAME over "
+                + "HTTPS (HTTP/1.1 keep-alive, one KubernetesClient), JSON decode of the Lease; the API server reads etcd "
+                + "(linearizable Range); sequential",
+            latency: summary,
+            checks: [apiRequestsCheck("get()", method: "GET", calls: summary.totalSamples, byMethod: summary.apiRequestsByMethod ?? [:])])
+    }
+}
+
+let kubernetesUpdateLatency = Scenario(id: "kubernetes.update.latency", title: "KubernetesLock.update(expecting:) (one CAS PUT)") { context in
+    let fixture = try await context.kubernetes.fixture()
+    return try await withClient(fixture) { client in
+        let lock = try KubernetesLock(client: client, configuration: .init(name: "update-\(randomHex(6))", namespace: fixture.namespace),
+                                      identity: kubernetesIdentity)
+        var record = sampleRecord(identity: kubernetesIdentity)
+        var version = try await lock.create(record)
+        var rounds: [LatencyRound] = []
+        for round in 1...context.options.rounds {
+            rounds.append(try await measureLatencyRound(
+                round: round, warmup: context.options.warmupCalls, samples: context.options.latencySamples, fixture: context.etcd,
+                apiRequests: fixture.requestCounter
+            ) {
+                record.renewTime = MicroTime.now()
+                version = try await lock.update(record, expecting: version)
+            })
+        }
+        let summary = LatencySummary(rounds: rounds)
+        return ScenarioMeasurement(
+            operation: "record.renewTime = now; KubernetesLock.update(record, expecting: version): one PUT of the Lease with "
+                + "metadata.resourceVersion = version (and its uid) over HTTPS, JSON both ways; the API server reads the key "
+                + "and writes it with an etcd CAS Txn; sequential, each with the version the previous one returned",
+            latency: summary,
+            checks: [apiRequestsCheck("update", method: "PUT", calls: summary.totalSamples, byMethod: summary.apiRequestsByMethod ?? [:])])
+    }
+}
+
+// MARK: Renewals of a leading elector
+
+/// A one-shot result with a timeout.
+final class OneShot<T: Sendable>: Sendable {
+    private struct State {
+        var result: Result<T, any Error>?
+        var waiters: [CheckedContinuation<T, any Error>] = []
+    }
+    private let state = Mutex(State())
+
+    /// Completes (the first completion wins).
+    func complete(_ result: Result<T, any Error>) {
+        let waiters = state.withLock { state -> [CheckedContinuation<T, any Error>] in
+            guard state.result == nil else { return [] }
+            state.result = result
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume(with: result) }
+    }
+
+    /// The result, or a timeout error after `timeout`.
+    func value(timeout: Duration, _ what: String) async throws -> T {
+        let timer = Task {
+            try await Task.sleep(for: timeout)
+            self.complete(.failure(BenchError("timed out after \(timeout) waiting for \(what)")))
+        }
+        defer { timer.cancel() }
+        return try await withCheckedThrowingContinuation { continuation in
+            let ready = state.withLock { state -> Result<T, any Error>? in
+                if let result = state.result { return result }
+                state.waiters.append(continuation)
+                return nil
+            }
+            if let ready { continuation.resume(with: ready) }
+        }
+    }
+}
+
+/// Cuts the renewals of one leader into rounds: called (through the lock's update hook) after every
+/// successful renewal, in the renew loop, before the elector sees the result — so the counters are read
+/// between two renewals, and a round's counters cover exactly its renewals.
+final class RenewalRecorder: Sendable {
+    private struct State {
+        var renewals = 0
+        var counters: SectionCounters?
+        var latencies: [Double] = []
+        var rounds: [LatencyRound] = []
+    }
+    private let state = Mutex(State())
+    private let etcd: EtcdFixture
+    private let apiRequests: RequestCounter
+    let warmup: Int
+    let perRound: Int
+    let roundCount: Int
+    let done = OneShot<[LatencyRound]>()
+
+    init(etcd: EtcdFixture, apiRequests: @escaping RequestCounter, warmup: Int, perRound: Int, rounds: Int) {
+        self.etcd = etcd
+        self.apiRequests = apiRequests
+        self.warmup = warmup
+        self.perRound = perRound
+        self.roundCount = rounds
+    }
+
+    func renewed(start: UInt64, end: UInt64) {
+        do {
+            try state.withLock { state in
+                state.renewals += 1
+                if state.renewals == warmup {
+                    state.counters = try SectionCounters.start(etcd, apiRequests: apiRequests)
+                    return
+                }
+                guard state.renewals > warmup, let counters = state.counters else { return }
+                state.latencies.append(Double(end - start) / 1000)
+                guard state.latencies.count == perRound else { return }
+                let totals = try counters.finish()
+                state.rounds.append(LatencyRound(round: state.rounds.count + 1, latencies: state.latencies, totals: totals))
+                state.latencies = []
+                if state.rounds.count == roundCount {
+                    state.counters = nil
+                    done.complete(.success(state.rounds))
+                } else {
+                    state.counters = try SectionCounters.start(etcd, apiRequests: apiRequests)
+                }
+            }
+        } catch {
+            state.withLock { $0.counters = nil }
+            done.complete(.failure(error))
+        }
+    }
+}
+
+let kubernetesRenew = Scenario(id: "kubernetes.renew", title: "LeaderElector renewals on KubernetesLock (steady state)") { context in
+    let fixture = try await context.kubernetes.fixture()
+    let retryPeriod = Duration.milliseconds(50)
+    let configuration = LeaderElectionConfiguration(
+        name: "lease-bench-renew", leaseDuration: .seconds(2), renewDeadline: .seconds(1), retryPeriod: retryPeriod)
+    let warmup = 20
+    let perRound = context.options.kubernetesRenewals
+    let roundCount = context.options.rounds
+    return try await withCandidates(1, prefix: "lease-bench-renew", fixture: fixture, configuration: configuration) { candidates, log in
+        let leader = candidates[0]
+        let recorder = RenewalRecorder(etcd: context.etcd, apiRequests: fixture.requestCounter, warmup: warmup,
+                                       perRound: perRound, rounds: roundCount)
+        leader.lock.setHook { start, end in recorder.renewed(start: start, end: end) }
+        var waiter = ElectionWaiter(log)
+        leader.start()
+        _ = try await waiter.first(from: 0, timeout: .seconds(15), "\(leader.identity) to start leading") { $0.isStarted }
+        let failedBefore = leader.lock.failedUpdates
+        let expectedSeconds = Double(warmup + perRound * roundCount) * seconds(retryPeriod)
+        let rounds = try await recorder.done.value(timeout: .seconds(expectedSeconds * 4 + 15), "\(perRound * roundCount) renewals")
+        leader.lock.setHook(nil)
+        let failed = leader.lock.failedUpdates - failedBefore
+        let stopped = log.first(from: 0) { $0.stopReason != nil }
+        let summary = LatencySummary(rounds: rounds)
+        let renewalsPerSecond = Double(summary.totalSamples) / rounds.reduce(0) { $0 + $1.wallSeconds }
+        return ScenarioMeasurement(
+            operation: "one LeaderElector (ContinuousClock, lease 2 s, renew deadline 1 s, retryPeriod 50 ms) leading on a "
+                + "KubernetesLock, renewing on its own; after \(warmup) untimed renewals, rounds of \(perRound) renewals. Latency: "
+                + "KubernetesLock.update(_:expecting:) timed by a wrapping lock (JSON + one PUT). Counters: API server requests "
+                + "from the end of the renewal before a round to the end of its last renewal (no other elector on the Lease; "
+                + "the leader's own watch stays open). Measured rate: \(formatRatio(renewalsPerSecond, digits: 1)) renewals/s",
+            latency: summary,
+            checks: [
+                apiRequestsCheck("renewal", method: "PUT", calls: summary.totalSamples, byMethod: summary.apiRequestsByMethod ?? [:]),
+                Check(name: "leadership kept and every renewal succeeded while measuring",
+                      expected: "no stoppedLeading, 0 failed renewals",
+                      measured: (stopped.map { "stoppedLeading(\($0.stopReason!)) at event #\($0.seq)" } ?? "no stoppedLeading")
+                          + ", \(failed) failed renewals",
+                      passed: stopped == nil && failed == 0),
+            ])
+    }
+}
+
+// MARK: Graceful hand-off
+
+let kubernetesHandOff = Scenario(id: "kubernetes.handoff.graceful", title: "Graceful hand-off (leader cancelled → next leader)") { context in
+    let fixture = try await context.kubernetes.fixture()
+    let count = context.options.handOffs
+    let electors = 3
+    let configuration = LeaderElectionConfiguration(
+        name: "lease-bench-handoff", leaseDuration: .seconds(4), renewDeadline: .seconds(3), retryPeriod: .seconds(1))
+    return try await withCandidates(electors, prefix: "lease-bench-handoff", fixture: fixture, configuration: configuration) { candidates, log in
+        var waiter = ElectionWaiter(log)
+        for candidate in candidates { candidate.start() }
+        var current = try await waiter.first(from: 0, timeout: .seconds(15), "a first leader") { $0.isStarted }
+        var samples: [TransitionSample] = []
+        for index in 1...count {
+            let leader = candidates.first { $0.identity == current.identity }!
+            let followers = candidates.filter { $0 !== leader }
+            try await waitUntil(timeout: .seconds(15), "every follower has observed \(leader.identity) as the leader") {
+                followers.allSatisfy { $0.elector.currentLeader == leader.identity }
+            }
+            // Settle (the restarted candidate's watch), at a random phase of the leader's 1 s renewals.
+            try await Task.sleep(for: .milliseconds(Int.random(in: 200..<700)))
+            let from = log.count
+            let cancelledAt = monotonicNanos()
+            leader.cancel()
+            let next = try await waiter.first(from: from, timeout: .seconds(15), "a new leader after \(leader.identity) was cancelled") {
+                $0.isStarted && $0.identity != leader.identity
+            }
+            let stopped = try await waiter.first(from: from, timeout: .seconds(15), "\(leader.identity) to stop leading") {
+                $0.identity == leader.identity && $0.stopReason != nil
+            }
+            await leader.stop()
+            let newLeader = candidates.first { $0.identity == next.identity }!
+            var phases: [String: Double] = [:]
+            if let release = leader.lock.lastRelease, release.start >= cancelledAt {
+                phases["releaseStarted"] = millis(from: cancelledAt, to: release.start)
+                phases["releaseWritten"] = millis(from: cancelledAt, to: release.end)
+            }
+            if let acquire = newLeader.lock.lastWrite, acquire.start >= cancelledAt, acquire.end <= next.nanos {
+                phases["acquireStarted"] = millis(from: cancelledAt, to: acquire.start)
+                phases["acquireWritten"] = millis(from: cancelledAt, to: acquire.end)
+            }
+            samples.append(TransitionSample(
+                index: index, from: leader.identity, to: next.identity, millis: millis(from: cancelledAt, to: next.nanos),
+                previousLeaderStopReason: "\(stopped.stopReason!)",
+                previousLeaderStoppedRelativeMillis: millis(from: next.nanos, to: stopped.nanos), phases: phases))
+            leader.start()   // back as a follower
+            current = next
+        }
+        let percentiles = Percentiles(samples: samples.map(\.millis))
+        let withinGoal = percentiles.p50 <= KubernetesGoal.handOffP50Millis && percentiles.p99 <= KubernetesGoal.handOffP99Millis
+        let notReleased = samples.filter { $0.previousLeaderStopReason != "released" }
+        var summary = TransitionSummary(
+            electors: electors, leaseDurationSeconds: seconds(configuration.leaseDuration),
+            renewDeadlineSeconds: seconds(configuration.renewDeadline), retryPeriodSeconds: seconds(configuration.retryPeriod),
+            measuredFrom: "the leader's elector.run task is cancelled (releaseOnCancel: its work stops, then it writes an empty holder)",
+            measuredTo: "another elector's startedLeading event arrives at its events() subscriber",
+            samples: samples, millis: percentiles, pastLeaseExpiryMillis: nil,
+            goal: KubernetesGoal.handOff, withinGoal: withinGoal)
+        summary.summarizePhases()
+        return ScenarioMeasurement(
+            operation: "\(electors) LeaderElectors in this process on one Lease, each with its own KubernetesClient (own "
+                + "connections, as separate processes) and KubernetesLock (watching the Lease; events recorded, the default); "
+                + "lease 4 s, renew deadline 3 s, retryPeriod 1 s. Per sample: wait until both followers have observed the "
+                + "leader, 200–700 ms more, cancel the leader's run, wait for the next startedLeading, restart the old leader "
+                + "as a follower",
+            transition: summary,
+            checks: [Check(
+                name: "every hand-off was a release", expected: "the cancelled leader's stoppedLeading reason is `released` in every sample",
+                measured: notReleased.isEmpty ? "\(samples.count) of \(samples.count) released"
+                    : "\(samples.count - notReleased.count) of \(samples.count) released; others: "
+                        + notReleased.map { "#\($0.index) \($0.previousLeaderStopReason)" }.joined(separator: ", "),
+                passed: notReleased.isEmpty)])
+    }
+}
+
+// MARK: Crash takeover
+
+let kubernetesTakeover = Scenario(id: "kubernetes.takeover.crash", title: "Crash takeover (leader's lock fails → follower leads)") { context in
+    let fixture = try await context.kubernetes.fixture()
+    let count = context.options.takeovers
+    let electors = 2
+    let leaseDuration = Duration.seconds(2)
+    let configuration = LeaderElectionConfiguration(
+        name: "lease-bench-takeover", leaseDuration: leaseDuration, renewDeadline: .seconds(1), retryPeriod: .milliseconds(250))
+    let leaseMillis = seconds(leaseDuration) * 1000
+    return try await withCandidates(electors, prefix: "lease-bench-takeover", fixture: fixture, configuration: configuration) { candidates, log in
+        var waiter = ElectionWaiter(log)
+        for candidate in candidates { candidate.start() }
+        var current = try await waiter.first(from: 0, timeout: .seconds(15), "a first leader") { $0.isStarted }
+        var samples: [TransitionSample] = []
+        for index in 1...count {
+            let leader = candidates.first { $0.identity == current.identity }!
+            let followers = candidates.filter { $0 !== leader }
+            let writesAtStart = leader.lock.successfulUpdates
+            try await waitUntil(timeout: .seconds(15), "\(leader.identity) has renewed twice and the follower has observed it") {
+                leader.lock.successfulUpdates >= writesAtStart + 2 && followers.allSatisfy { $0.elector.currentLeader == leader.identity }
+            }
+            // Crash at a random phase of the 250 ms renewals.
+            try await Task.sleep(for: .milliseconds(Int.random(in: 0..<250)))
+            let from = log.count
+            leader.lock.crash()
+            let next = try await waiter.first(from: from, timeout: leaseDuration + .seconds(15), "a follower to take over from \(leader.identity)") {
+                $0.isStarted && $0.identity != leader.identity
+            }
+            let stopped = try await waiter.first(from: from, timeout: .seconds(15), "\(leader.identity) to stop leading") {
+                $0.identity == leader.identity && $0.stopReason != nil
+            }
+            guard let lastRenewal = leader.lock.lastWrite else { throw BenchError("\(leader.identity) led without a successful write") }
+            let takeover = millis(from: lastRenewal.end, to: next.nanos)
+            var phases: [String: Double] = [:]
+            let newLeader = candidates.first { $0.identity == next.identity }!
+            if let acquire = newLeader.lock.lastWrite, acquire.start >= lastRenewal.end, acquire.end <= next.nanos {
+                phases["acquireStarted"] = millis(from: lastRenewal.end, to: acquire.start) - leaseMillis
+                phases["acquireWritten"] = millis(from: lastRenewal.end, to: acquire.end) - leaseMillis
+            }
+            samples.append(TransitionSample(
+                index: index, from: leader.identity, to: next.identity, millis: takeover,
+                pastLeaseExpiryMillis: takeover - leaseMillis,
+                sinceLastRenewalStartMillis: millis(from: lastRenewal.start, to: next.nanos),
+                previousLeaderStopReason: "\(stopped.stopReason!)",
+                previousLeaderStoppedRelativeMillis: millis(from: next.nanos, to: stopped.nanos), phases: phases))
+            // The "crashed" candidate comes back as a follower (a restarted process).
+            await leader.stop()
+            leader.lock.recover()
+            leader.start()
+            current = next
+        }
+        let pastExpiry = Percentiles(samples: samples.compactMap(\.pastLeaseExpiryMillis))
+        var summary = TransitionSummary(
+            electors: electors, leaseDurationSeconds: seconds(leaseDuration),
+            renewDeadlineSeconds: seconds(configuration.renewDeadline), retryPeriodSeconds: seconds(configuration.retryPeriod),
+            measuredFrom: "the end of the crashed leader's last successful renewal (its update() returned)",
+            measuredTo: "the follower's startedLeading event arrives at its events() subscriber",
+            samples: samples, millis: Percentiles(samples: samples.map(\.millis)), pastLeaseExpiryMillis: pastExpiry,
+            goal: KubernetesGoal.takeover, withinGoal: pastExpiry.max <= KubernetesGoal.takeoverPastExpiryMillis)
+        summary.summarizePhases()
+        let early = samples.filter { ($0.sinceLastRenewalStartMillis ?? 0) < leaseMillis }
+        let overlapping = samples.filter { $0.previousLeaderStopReason != "lost" || $0.previousLeaderStoppedRelativeMillis >= 0 }
+        let minimumSinceStart = samples.compactMap(\.sinceLastRenewalStartMillis).min() ?? 0
+        return ScenarioMeasurement(
+            operation: "in-process crash simulation: \(electors) LeaderElectors in this process on one Lease, each with its own "
+                + "KubernetesClient and KubernetesLock; lease 2 s, renew deadline 1 s, retryPeriod 250 ms. At a random moment "
+                + "the leader's lock starts failing every call at once (LeaderElectionError.unavailable; no release, no event), "
+                + "as if its process had died; the follower takes over once the lease has expired on its own clock. (The "
+                + "multi-process SIGKILL takeover is covered by the leasectl tests.) Reported: time from the end of the "
+                + "leader's last successful renewal to the follower's startedLeading, and that minus the lease duration",
+            transition: summary,
+            checks: [
+                Check(name: "takeover only after the lease expired",
+                      expected: "follower's startedLeading − start of the crashed leader's last successful renewal ≥ lease duration (\(formatMicros(leaseMillis)) ms) in every sample",
+                      measured: "min \(formatRatio(minimumSinceStart, digits: 1)) ms; \(early.count) of \(samples.count) samples earlier",
+                      passed: early.isEmpty && !samples.isEmpty),
+                Check(name: "no two leaders at once",
+                      expected: "the crashed leader's stoppedLeading (reason `lost`, at its renew deadline) arrives before the follower's startedLeading, in every sample",
+                      measured: overlapping.isEmpty
+                          ? "\(samples.count) of \(samples.count); the old term ended at least \(formatRatio(-(samples.map(\.previousLeaderStoppedRelativeMillis).max() ?? 0), digits: 0)) ms before"
+                          : overlapping.map { "#\($0.index): \($0.previousLeaderStopReason), \(formatRatio($0.previousLeaderStoppedRelativeMillis, digits: 1)) ms" }.joined(separator: "; "),
+                      passed: overlapping.isEmpty && !samples.isEmpty),
+            ])
+    }
+}
