@@ -29,7 +29,7 @@ struct BenchReport: Codable, Sendable {
         var percentiles = "nearest rank over the timed calls of one round; the summary is the median over rounds of each per-round percentile"
         var cpuAccounting = "client: CLOCK_PROCESS_CPUTIME_ID of the benchmark process (all threads); etcd: utime+stime from /proc/<pid>/stat (10 ms ticks); context switches: getrusage(RUSAGE_SELF) ru_nvcsw + ru_nivcsw"
         var roundTripAccounting = "delta of etcd's grpc_server_started_total (all methods) over the timed calls, scraped from /metrics before and after"
-        var kubernetesTransport = "kubernetes.* scenarios: KubernetesClient (AsyncHTTPClient, HTTP/1.1 keep-alive, TLS 1.3 with the EtcdTesting test CA, bearer token) to a LeaseAPIServer in this process on 127.0.0.1 (SwiftNIO + NIOSSL), which stores the Leases in the same etcd through an EtcdClient of its own; one client per scenario, one per elector"
+        var kubernetesTransport = "kubernetes.* scenarios: KubernetesClient (AsyncHTTPClient, HTTP/1.1 keep-alive, TLS through NIOSSL/BoringSSL with the EtcdTesting test CA, bearer token) to a LeaseAPIServer in this process on 127.0.0.1 (SwiftNIO + NIOSSL), which stores the Leases in the same etcd through an EtcdClient of its own; one client per scenario, one per elector"
         var kubernetesRequestAccounting = "kubernetes.* scenarios: delta of LeaseAPIServer.requestCounts (requests by HTTP method, counted on arrival; WATCH for watches) over the timed calls; CPU 'client' is the whole bench process, which includes the API server"
     }
 
