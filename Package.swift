@@ -221,7 +221,7 @@ let package = Package(
         // `make bench`: starts the backends itself and measures them (release build).
         .executableTarget(
             name: "lease-bench",
-            dependencies: ["Etcd", "EtcdLock", "EtcdTesting", "LeaderElection", "FileLock", "Kubernetes", "KubernetesLock", "KubernetesTesting"],
+            dependencies: ["Etcd", "EtcdLock", "EtcdTesting", "LeaderElection", "FileLock", "Kubernetes", "KubernetesLock", "KubernetesTesting", "LeaseAPIServer"],
             path: "Sources/lease-bench",
             swiftSettings: swiftSettings
         ),
