@@ -147,7 +147,7 @@ struct ErrorMappingTests {
     }
 
     @Test func serverThatNeverAnswersTimesOut() async throws {
-        try await withServerAndClient(requestTimeout: .milliseconds(300), handler: { _, writer in
+        try await withServerAndClient(requestTimeout: .milliseconds(1500), handler: { _, writer in
             await writer.waitForClose()
         }) { _, client in
             let error = await kubernetesError { _ = try await client.getLease(namespace: "default", name: "x") }
@@ -157,7 +157,7 @@ struct ErrorMappingTests {
     }
 
     @Test func serverThatStallsMidBodyTimesOut() async throws {
-        try await withServerAndClient(requestTimeout: .milliseconds(300), handler: { _, writer in
+        try await withServerAndClient(requestTimeout: .milliseconds(1500), handler: { _, writer in
             try await writer.head(.ok, headers: [("Content-Type", "application/json")])
             try await writer.body(#"{"metadata":"#)
             await writer.waitForClose()

@@ -114,10 +114,10 @@ struct WatchTests {
 
     @Test func watchOutlivesTheRequestTimeoutAndEndingTheIterationCancelsIt() async throws {
         let closed = Signal<Void>()
-        try await withServerAndClient(requestTimeout: .milliseconds(200), handler: { _, writer in
+        try await withServerAndClient(requestTimeout: .seconds(1), handler: { _, writer in
             try await writer.head(.ok)
             try await writer.body(watchLine("ADDED", leaseJSON(resourceVersion: "1")))
-            try await Task.sleep(for: .milliseconds(600))  // longer than the request timeout: a watch has no deadline
+            try await Task.sleep(for: .milliseconds(2500))  // longer than the request timeout: a watch has no deadline
             try await writer.body(watchLine("MODIFIED", leaseJSON(resourceVersion: "2")))
             await writer.waitForClose()
             closed.send(())
