@@ -88,6 +88,7 @@ struct CandidateCommand: AsyncParsableCommand {
             handler.logLevel = .warning
             return handler
         }
+        signal(SIGPIPE, SIG_IGN)
         let identity = self.identity
         let out = EventWriter(identity: identity)
         let actionFD = open(log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)

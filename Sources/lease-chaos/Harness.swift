@@ -289,8 +289,12 @@ final class BackendRun {
             }
             guard let kind = schedule.next(failoverTargetReached: failovers >= target) else { break }
             step += 1
+            let faultStart = monoNow()
             let record = try await inject(kind, step: step)
             faults.append(record)
+            if monoNow() - faultStart > 8_000_000_000 {
+                log("step \(step) \(kind.rawValue) took \((monoNow() - faultStart) / 1_000_000) ms: \(record.detail)")
+            }
             if record.recovered == nil { log("step \(step) \(kind.rawValue): no recovery observed (\(record.detail))") }
             // Settle: every slot running and ready, a leader acting.
             try await ensureAllRunning(timeout: .seconds(30))

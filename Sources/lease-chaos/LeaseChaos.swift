@@ -72,6 +72,8 @@ struct RunCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // The proxies write to sockets whose peers may be gone: EPIPE, not death by SIGPIPE.
+        signal(SIGPIPE, SIG_IGN)
         let interrupt = Interrupt()
         let selfPath = selfExecutable()
         let apiServerBinary = apiserver ?? ((selfPath as NSString).deletingLastPathComponent + "/lease-apiserver")

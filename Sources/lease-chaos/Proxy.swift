@@ -237,6 +237,7 @@ final class ProxyHub: @unchecked Sendable {
                 fds.append(pollfd(fd: c.client, events: Int16(clientEvents), revents: 0))
                 fds.append(pollfd(fd: c.upstream, events: Int16(upstreamEvents), revents: 0))
             }
+            let polled = connections
             let ms = Int32(max(0, min(50, (timeout + 999_999) / 1_000_000)))
             let ready = poll(&fds, nfds_t(fds.count), ms)
             if ready < 0 && errno != EINTR { usleep(1000) }
@@ -248,9 +249,8 @@ final class ProxyHub: @unchecked Sendable {
                 acceptAll(listener)
             }
             let base = 1 + listeners.count
-            let current = connections
             let afterPoll = monoNow()
-            for (index, c) in current.enumerated() {
+            for (index, c) in polled.enumerated() {
                 let clientRevents = Int32(fds[base + 2 * index].revents)
                 let upstreamRevents = Int32(fds[base + 2 * index + 1].revents)
                 service(c, clientRevents: clientRevents, upstreamRevents: upstreamRevents, now: afterPoll,

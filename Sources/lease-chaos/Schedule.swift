@@ -122,6 +122,13 @@ struct Schedule {
             for _ in 0..<profile.specialCount(backend) { list.append(kind) }
             planned[kind] = profile.specialCount(backend)
         }
+        if profile == .smoke {
+            // The CI subset runs every fault type, the cheap ones included.
+            for kind in FaultKind.cheap {
+                list.append(kind)
+                planned[kind] = 1
+            }
+        }
         list.shuffle(using: &rng)
         specials = list
         plannedSpecials = planned
