@@ -211,18 +211,20 @@ final class BackendRun {
     private func formatMillis(_ ms: Int) -> String { "\(ms)ms" }
 
     /// Respawns every slot whose process has exited, then waits until all are ready.
-    private func ensureAllRunning(timeout: Duration) async throws {
+    private func ensureAllRunning(timeout: Duration, ready: Int? = nil) async throws {
         for slot in slots where slot.child?.exited ?? true {
             try await spawn(slot)
         }
-        try await waitReady(timeout: timeout)
+        try await waitReady(timeout: timeout, count: ready)
     }
 
-    private func waitReady(timeout: Duration) async throws {
+    /// Waits until `count` slots (default: all) run a candidate that is ready.
+    private func waitReady(timeout: Duration, count: Int? = nil) async throws {
         let deadline = monoNow() + timeout.nanos
+        let needed = count ?? slots.count
         while true {
             let ready = live.snapshot.ready
-            if slots.allSatisfy({ ready.contains($0.identity) }) { return }
+            if slots.filter({ ready.contains($0.identity) && !($0.child?.exited ?? true) }).count >= needed { return }
             for slot in slots where slot.child?.exited ?? true && !ready.contains(slot.identity) {
                 throw ChaosError("candidate \(slot.identity) exited before it was ready (\(slot.child?.exitDescription ?? "not started")); see \(candidatesLog)")
             }
@@ -281,23 +283,28 @@ final class BackendRun {
         let limit = (timeLimitOverride ?? profile.timeLimit(backend)).nanos
         var step = 0
         var stuck = 0
+        var induced = 0
         var lastReport = start
         while !interrupted() {
             if monoNow() - start > limit {
-                notes.append("time limit reached after \(step) faults (\(failovers) failovers; \(schedule.specialsLeft) special faults not run)")
+                notes.append("time limit reached after \(step) faults (\(induced) induced failovers of \(target); \(schedule.specialsLeft) special faults not run)")
                 break
             }
-            guard let kind = schedule.next(failoverTargetReached: failovers >= target) else { break }
+            guard let kind = schedule.next(failoverTargetReached: induced >= target) else { break }
             step += 1
             let faultStart = monoNow()
+            let termsBefore = live.snapshot.terms.count
             let record = try await inject(kind, step: step)
             faults.append(record)
+            // New terms seen while the fault lasted (the checker counts them exactly, from the logs).
+            induced += max(0, live.snapshot.terms.count - termsBefore)
             if monoNow() - faultStart > 8_000_000_000 {
                 log("step \(step) \(kind.rawValue) took \((monoNow() - faultStart) / 1_000_000) ms: \(record.detail)")
             }
             if record.recovered == nil { log("step \(step) \(kind.rawValue): no recovery observed (\(record.detail))") }
-            // Settle: every slot running and ready, a leader acting.
-            try await ensureAllRunning(timeout: .seconds(30))
+            // Settle: every slot running (respawned ones may still be starting), at least one follower
+            // ready besides the leader, a leader acting.
+            try await ensureAllRunning(timeout: .seconds(30), ready: min(candidateCount, 2))
             if await waitForLeader(timeout: .seconds(30)) == nil {
                 stuck += 1
                 notes.append("step \(step) (\(kind.rawValue)): no leader within 30 s after the fault")
@@ -477,7 +484,7 @@ final class BackendRun {
         }
         let inject = monoNow()
         guard let (leader, _) = await waitForLeader(timeout: .seconds(30)),
-              let follower = slots.first(where: { $0 !== leader && !($0.child?.exited ?? true) }) else {
+              let follower = slots.first(where: { $0 !== leader && !($0.child?.exited ?? true) && live.snapshot.ready.contains($0.identity) }) else {
             return FaultRecord(step: step, kind: .wallClockSkew, inject: inject, clear: inject, recovered: nil, detail: "no leader/follower")
         }
         await follower.child?.terminate(grace: .seconds(5))
