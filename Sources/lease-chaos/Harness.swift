@@ -128,7 +128,7 @@ final class BackendRun {
     var candidatesLog: String { workDirectory + "/candidates.log" }
 
     init(backend: BackendKind, profile: Profile, seed: UInt64, candidates: Int, workDirectory: String, fixture: BackendFixture,
-         interrupted: @escaping @Sendable () -> Bool) throws {
+         only: Set<FaultKind>? = nil, interrupted: @escaping @Sendable () -> Bool) throws {
         self.backend = backend
         self.profile = profile
         self.seed = seed
@@ -138,7 +138,7 @@ final class BackendRun {
         self.fixture = fixture
         self.hub = try ProxyHub()
         self.interrupted = interrupted
-        self.schedule = Schedule(seed: seed, backend: backend, profile: profile)
+        self.schedule = Schedule(seed: seed, backend: backend, profile: profile, only: only)
         for path in [actionsPath, eventsPath, candidatesLog] { _ = FileManager.default.createFile(atPath: path, contents: nil) }
     }
 

@@ -55,12 +55,26 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "The lease-apiserver executable. (default: next to this executable)")
     var apiserver: String?
 
+    @Option(help: "Inject only these faults (comma-separated names, as in the report), for reproductions.")
+    var only: String?
+
     @Flag(help: "Keep every run's logs under OUTPUT/logs-BACKEND, not only those of failed runs.")
     var keepLogs = false
 
     func validate() throws {
         if candidates < 2 || candidates > 8 { throw ValidationError("--candidates must be between 2 and 8") }
         _ = try backends()
+        _ = try onlyFaults()
+    }
+
+    func onlyFaults() throws -> Set<FaultKind>? {
+        guard let only else { return nil }
+        return Set(try only.split(separator: ",").map { name in
+            guard let kind = FaultKind(rawValue: String(name)) else {
+                throw ValidationError("unknown fault \(name); known: \(FaultKind.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            return kind
+        })
     }
 
     func backends() throws -> [BackendKind] {
@@ -95,7 +109,7 @@ struct RunCommand: AsyncParsableCommand {
             do {
                 let fixture = try await BackendFixture.start(kind, workDirectory: work, apiServerBinary: apiServerBinary)
                 let run = try BackendRun(backend: kind, profile: profile, seed: seed, candidates: candidates, workDirectory: work,
-                                         fixture: fixture, interrupted: { interrupt.fired })
+                                         fixture: fixture, only: try onlyFaults(), interrupted: { interrupt.fired })
                 run.failoverTargetOverride = failovers
                 run.timeLimitOverride = duration?.duration
                 var runError: (any Error)?

@@ -114,17 +114,17 @@ struct Schedule {
     private let weights: [Double]
     let plannedSpecials: [FaultKind: Int]
 
-    init(seed: UInt64, backend: BackendKind, profile: Profile) {
+    init(seed: UInt64, backend: BackendKind, profile: Profile, only: Set<FaultKind>? = nil) {
         rng = SeededRandom(seed: seed ^ UInt64(BackendKind.allCases.firstIndex(of: backend)! + 1) &* 0x1000_0000_01B3)
         var list: [FaultKind] = []
         var planned: [FaultKind: Int] = [:]
-        for kind in FaultKind.special(for: backend) {
+        for kind in FaultKind.special(for: backend) where only?.contains(kind) ?? true {
             for _ in 0..<profile.specialCount(backend) { list.append(kind) }
             planned[kind] = profile.specialCount(backend)
         }
         if profile == .smoke {
             // The CI subset runs every fault type, the cheap ones included.
-            for kind in FaultKind.cheap {
+            for kind in FaultKind.cheap where only?.contains(kind) ?? true {
                 list.append(kind)
                 planned[kind] = 1
             }
@@ -133,7 +133,7 @@ struct Schedule {
         specials = list
         plannedSpecials = planned
         spacing = max(1, profile.failoverTarget(backend) / max(1, list.count + 1))
-        weights = profile.cheapWeights(backend)
+        weights = zip(FaultKind.cheap, profile.cheapWeights(backend)).map { only?.contains($0.0) ?? true ? $0.1 : 0 }
     }
 
     var specialsLeft: Int { specials.count }
@@ -144,7 +144,7 @@ struct Schedule {
             cheapSinceSpecial = 0
             return specials.removeFirst()
         }
-        if failoverTargetReached { return nil }
+        if failoverTargetReached || weights.allSatisfy({ $0 == 0 }) { return specials.isEmpty ? nil : specials.removeFirst() }
         cheapSinceSpecial += 1
         let total = weights.reduce(0, +)
         var pick = rng.unit() * total
