@@ -65,7 +65,7 @@ struct CandidateCommand: AsyncParsableCommand {
     @Option(help: "Per-request timeout for etcd and Kubernetes (default: max(renew/2, 100ms) for etcd, the library's recommendation for Kubernetes).")
     var requestTimeout: DurationArgument?
 
-    @Option(help: "After SIGUSR1 (resign), how long to wait before campaigning again (default: 4 × retry).")
+    @Option(help: "After SIGUSR1 (resign), how long to wait before campaigning again (default: 2 × retry).")
     var resignPause: DurationArgument?
 
     @Option(help: "Offset of the wall clock the elector uses (write negative values as --wall-clock-offset=-1h).")
@@ -121,7 +121,7 @@ struct CandidateCommand: AsyncParsableCommand {
 
         let interval = actionInterval.duration
         let sequence = Counter()
-        let resignPause = self.resignPause?.duration ?? retry.duration * 4
+        let resignPause = self.resignPause?.duration ?? retry.duration * 2
         while !control.terminating {
             let runTask = Task {
                 try await elector.run { term in

@@ -43,6 +43,8 @@ final class LiveState: Sendable {
     struct State {
         var lastAction: ActionLine?
         var terms = Set<String>()
+        var termActions: [String: Int] = [:]
+        var termFirst: [String: Int64] = [:]
         var maxToken = -1
         var ready = Set<String>()
         var leading: [String: Int] = [:]
@@ -67,7 +69,10 @@ final class LiveState: Sendable {
             state.badLines += bad
             for action in parsedActions {
                 if state.lastAction == nil || action.mono >= state.lastAction!.mono { state.lastAction = action }
-                state.terms.insert("\(action.identity)#\(action.token)")
+                let key = "\(action.identity)#\(action.token)"
+                state.terms.insert(key)
+                state.termActions[key, default: 0] += 1
+                state.termFirst[key] = min(state.termFirst[key] ?? action.mono, action.mono)
                 state.maxToken = max(state.maxToken, action.token)
             }
             for event in parsedEvents {
@@ -235,6 +240,9 @@ final class BackendRun {
 
     // MARK: Observing leadership
 
+    /// A leader is a fault target once it has performed this many fenced actions in its term.
+    static let minimumTermActions = 5
+
     /// The slot acting as leader now (a fenced action within the last few action intervals) and its token.
     private func currentLeader() -> (Slot, Int)? {
         let snapshot = live.snapshot
@@ -242,7 +250,8 @@ final class BackendRun {
         let recent = max(Int64(100_000_000), timing.action.nanos * 10)
         guard monoNow() - last.mono < recent else { return nil }
         guard let slot = slots.first(where: { $0.identity == last.identity }), let child = slot.child,
-              !child.exited, !child.isStopped, snapshot.leading[last.identity] == last.token else { return nil }
+              !child.exited, !child.isStopped, snapshot.leading[last.identity] == last.token,
+              snapshot.termActions["\(last.identity)#\(last.token)", default: 0] >= Self.minimumTermActions else { return nil }
         return (slot, last.token)
     }
 
@@ -293,11 +302,14 @@ final class BackendRun {
             guard let kind = schedule.next(failoverTargetReached: induced >= target) else { break }
             step += 1
             let faultStart = monoNow()
-            let termsBefore = live.snapshot.terms.count
             let record = try await inject(kind, step: step)
             faults.append(record)
-            // New terms seen while the fault lasted (the checker counts them exactly, from the logs).
-            induced += max(0, live.snapshot.terms.count - termsBefore)
+            // Terms that began while the fault lasted, as the checker counts them.
+            if let recovered = record.recovered {
+                induced += live.state.withLock { state in
+                    state.termFirst.values.filter { $0 > record.inject && $0 <= recovered }.count
+                }
+            }
             if monoNow() - faultStart > 8_000_000_000 {
                 log("step \(step) \(kind.rawValue) took \((monoNow() - faultStart) / 1_000_000) ms: \(record.detail)")
             }
@@ -314,10 +326,10 @@ final class BackendRun {
             }
             if monoNow() - lastReport > 15_000_000_000 {
                 lastReport = monoNow()
-                log("\(step) faults, \(failovers) failovers, \(Int((monoNow() - start) / 1_000_000_000)) s")
+                log("\(step) faults, \(induced) induced failovers, \(Int((monoNow() - start) / 1_000_000_000)) s")
             }
         }
-        log("done: \(step) faults, \(failovers) failovers in \(Int((monoNow() - start) / 1_000_000_000)) s")
+        log("done: \(step) faults, \(induced) induced failovers in \(Int((monoNow() - start) / 1_000_000_000)) s")
     }
 
     private func recoveryTimeout() -> Duration { timing.lease * 10 + .seconds(20) }

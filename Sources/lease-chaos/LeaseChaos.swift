@@ -58,6 +58,9 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Inject only these faults (comma-separated names, as in the report), for reproductions.")
     var only: String?
 
+    @Option(help: "How many backends run at the same time (each with its own candidates, proxies and store).")
+    var parallel = 1
+
     @Flag(help: "Keep every run's logs under OUTPUT/logs-BACKEND, not only those of failed runs.")
     var keepLogs = false
 
@@ -92,65 +95,31 @@ struct RunCommand: AsyncParsableCommand {
         let selfPath = selfExecutable()
         let apiServerBinary = apiserver ?? ((selfPath as NSString).deletingLastPathComponent + "/lease-apiserver")
         try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
-        var results: [BackendResult] = []
-        var harnessFailed = false
+        let settings = RunSettings(
+            seed: seed, profile: profile, candidates: candidates, failovers: failovers, duration: duration?.duration,
+            only: try onlyFaults(), keepLogs: keepLogs, output: output, apiServerBinary: apiServerBinary)
         let started = monoNow()
-        for kind in try backends() {
-            if interrupt.fired { break }
-            let work = try makeWorkDirectory(kind)
-            let backendStart = monoNow()
-            FileHandle.standardError.write(Data("[\(kind.rawValue)] starting (seed \(seed), profile \(profile.rawValue), work dir \(work))\n".utf8))
-            var result = BackendResult(
-                backend: kind.rawValue, seed: seed, profile: profile.rawValue, candidates: candidates, timing: Timing.forBackend(kind),
-                durationSeconds: 0, actions: 0, terms: 0, failovers: 0, inducedFailovers: 0, spontaneousFailovers: 0, maxToken: -1,
-                refusedActions: 0, lateLandedActions: 0, faults: [], violations: [],
-                finalRecord: FinalRecord(decoded: false), notes: [], logs: nil)
-            var failed = false
-            do {
-                let fixture = try await BackendFixture.start(kind, workDirectory: work, apiServerBinary: apiServerBinary)
-                let run = try BackendRun(backend: kind, profile: profile, seed: seed, candidates: candidates, workDirectory: work,
-                                         fixture: fixture, only: try onlyFaults(), interrupted: { interrupt.fired })
-                run.failoverTargetOverride = failovers
-                run.timeLimitOverride = duration?.duration
-                var runError: (any Error)?
-                do {
-                    try await run.setUp()
-                    try await run.runFaults()
-                } catch {
-                    runError = error
+        // Lanes: backends split across `parallel` concurrent lanes, each running its backends one after another.
+        let kinds = try backends()
+        let laneCount = max(1, min(parallel, kinds.count))
+        var lanes = Array(repeating: [BackendKind](), count: laneCount)
+        for (index, kind) in kinds.enumerated() { lanes[index % laneCount].append(kind) }
+        let outcomes = await withTaskGroup(of: [(BackendResult, Bool)].self) { group in
+            for lane in lanes {
+                group.addTask {
+                    var outcomes: [(BackendResult, Bool)] = []
+                    for kind in lane where !interrupt.fired {
+                        outcomes.append(await settings.runBackend(kind, interrupt: interrupt))
+                    }
+                    return outcomes
                 }
-                await run.tearDown()
-                let final = await fixture.finalRecord()
-                run.shutdownProxies()
-                await fixture.stop()
-                let faults = run.faults
-                try? JSONEncoder().encode(faults).write(to: URL(fileURLWithPath: work + "/faults.json"))
-                try? JSONEncoder().encode(final).write(to: URL(fileURLWithPath: work + "/final.json"))
-                try? JSONEncoder().encode(Array(run.spawnedIdentities)).write(to: URL(fileURLWithPath: work + "/identities.json"))
-                result.notes = run.notes
-                result = try Checker(actionsPath: run.actionsPath, eventsPath: run.eventsPath)
-                    .check(faults: faults, finalRecord: final, spawned: run.spawnedIdentities, base: result)
-                if let runError {
-                    failed = true
-                    result.notes.append("harness error: \(runError)")
-                }
-                if interrupt.fired { result.notes.append("interrupted") }
-            } catch {
-                failed = true
-                result.notes.append("harness error: \(error)")
             }
-            result.durationSeconds = Double((monoNow() - backendStart) / 1_000_000) / 1000
-            if failed { harnessFailed = true }
-            if !result.passed || failed || keepLogs {
-                let kept = output + "/logs-\(kind.rawValue)"
-                try? FileManager.default.removeItem(atPath: kept)
-                try? FileManager.default.copyItem(atPath: work, toPath: kept)
-                result.logs = kept
-            }
-            try? FileManager.default.removeItem(atPath: work)
-            results.append(result)
-            FileHandle.standardError.write(Data(Report.summary(result).utf8))
+            var all: [(BackendResult, Bool)] = []
+            for await outcome in group { all += outcome }
+            return all
         }
+        let results = kinds.compactMap { kind in outcomes.first { $0.0.backend == kind.rawValue }?.0 }
+        let harnessFailed = outcomes.contains { $0.1 }
         let total = Double((monoNow() - started) / 1_000_000) / 1000
         let report = Report(results: results, seed: seed, profile: profile, totalSeconds: total, command: CommandLine.arguments.joined(separator: " "))
         try report.write(to: output)
@@ -165,14 +134,6 @@ struct RunCommand: AsyncParsableCommand {
         if harnessFailed || interrupt.fired { throw ExitCode(2) }
     }
 
-    private func makeWorkDirectory(_ kind: BackendKind) throws -> String {
-        let base = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
-        var template = Array("\(base)/lease-chaos-\(kind.rawValue)-XXXXXX".utf8CString)
-        guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
-            throw ChaosError("mkdtemp: \(String(cString: strerror(errno)))")
-        }
-        return String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
 }
 
 /// `lease-chaos check DIR`: re-runs the checker on logs kept by `run` (OUTPUT/logs-BACKEND).
@@ -225,4 +186,88 @@ final class Interrupt: @unchecked Sendable {
     }
 
     var fired: Bool { flag.value.withLock { $0 } }
+}
+
+/// What one backend run needs from the command line (Sendable, for concurrent lanes).
+struct RunSettings: Sendable {
+    var seed: UInt64
+    var profile: Profile
+    var candidates: Int
+    var failovers: Int?
+    var duration: Duration?
+    var only: Set<FaultKind>?
+    var keepLogs: Bool
+    var output: String
+    var apiServerBinary: String
+
+    /// Runs one backend; returns its result and whether the harness itself failed.
+    func runBackend(_ kind: BackendKind, interrupt: Interrupt) async -> (BackendResult, Bool) {
+        var result = BackendResult(
+            backend: kind.rawValue, seed: seed, profile: profile.rawValue, candidates: candidates, timing: Timing.forBackend(kind),
+            durationSeconds: 0, actions: 0, terms: 0, failovers: 0, inducedFailovers: 0, spontaneousFailovers: 0, maxToken: -1,
+            refusedActions: 0, lateLandedActions: 0, faults: [], violations: [],
+            finalRecord: FinalRecord(decoded: false), notes: [], logs: nil)
+        let work: String
+        do {
+            work = try makeWorkDirectory(kind)
+        } catch {
+            result.notes.append("harness error: \(error)")
+            return (result, true)
+        }
+        let backendStart = monoNow()
+        FileHandle.standardError.write(Data("[\(kind.rawValue)] starting (seed \(seed), profile \(profile.rawValue), work dir \(work))\n".utf8))
+        var failed = false
+        do {
+            let fixture = try await BackendFixture.start(kind, workDirectory: work, apiServerBinary: apiServerBinary)
+            let run = try BackendRun(backend: kind, profile: profile, seed: seed, candidates: candidates, workDirectory: work,
+                                     fixture: fixture, only: only, interrupted: { interrupt.fired })
+            run.failoverTargetOverride = failovers
+            run.timeLimitOverride = duration
+            var runError: (any Error)?
+            do {
+                try await run.setUp()
+                try await run.runFaults()
+            } catch {
+                runError = error
+            }
+            await run.tearDown()
+            let final = await fixture.finalRecord()
+            run.shutdownProxies()
+            await fixture.stop()
+            let faults = run.faults
+            try? JSONEncoder().encode(faults).write(to: URL(fileURLWithPath: work + "/faults.json"))
+            try? JSONEncoder().encode(final).write(to: URL(fileURLWithPath: work + "/final.json"))
+            try? JSONEncoder().encode(Array(run.spawnedIdentities)).write(to: URL(fileURLWithPath: work + "/identities.json"))
+            result.notes = run.notes
+            result = try Checker(actionsPath: run.actionsPath, eventsPath: run.eventsPath)
+                .check(faults: faults, finalRecord: final, spawned: run.spawnedIdentities, base: result)
+            if let runError {
+                failed = true
+                result.notes.append("harness error: \(runError)")
+            }
+            if interrupt.fired { result.notes.append("interrupted") }
+        } catch {
+            failed = true
+            result.notes.append("harness error: \(error)")
+        }
+        result.durationSeconds = Double((monoNow() - backendStart) / 1_000_000) / 1000
+        if !result.passed || failed || keepLogs {
+            let kept = output + "/logs-\(kind.rawValue)"
+            try? FileManager.default.removeItem(atPath: kept)
+            try? FileManager.default.copyItem(atPath: work, toPath: kept)
+            result.logs = kept
+        }
+        try? FileManager.default.removeItem(atPath: work)
+        FileHandle.standardError.write(Data(Report.summary(result).utf8))
+        return (result, failed)
+    }
+
+    private func makeWorkDirectory(_ kind: BackendKind) throws -> String {
+        let base = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+        var template = Array("\(base)/lease-chaos-\(kind.rawValue)-XXXXXX".utf8CString)
+        guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
+            throw ChaosError("mkdtemp: \(String(cString: strerror(errno)))")
+        }
+        return String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
 }

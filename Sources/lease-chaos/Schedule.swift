@@ -85,7 +85,7 @@ enum Profile: String, Codable, Sendable, CaseIterable {
     func specialCount(_ backend: BackendKind) -> Int {
         switch self {
         case .smoke: 1
-        case .full: 20
+        case .full: 10
         }
     }
 
@@ -94,14 +94,14 @@ enum Profile: String, Codable, Sendable, CaseIterable {
         switch (self, backend) {
         case (.smoke, .file): .seconds(25)
         case (.smoke, _): .seconds(55)
-        case (.full, .file): .seconds(240)
-        case (.full, _): .seconds(450)
+        case (.full, .file): .seconds(300)
+        case (.full, _): .seconds(540)
         }
     }
 
     /// Weights of the cheap faults (sigkill, sigterm, resign). SIGKILL costs a lease wait except on FileLock.
     func cheapWeights(_ backend: BackendKind) -> [Double] {
-        backend == .file ? [40, 30, 30] : [20, 40, 40]
+        backend == .file ? [40, 30, 30] : [15, 40, 45]
     }
 }
 
