@@ -92,6 +92,7 @@ struct RunCommand: AsyncParsableCommand {
         // The proxies write to sockets whose peers may be gone: EPIPE, not death by SIGPIPE.
         signal(SIGPIPE, SIG_IGN)
         let interrupt = Interrupt()
+        RunSettings.removeAbandonedWorkDirectories()
         let selfPath = selfExecutable()
         let apiServerBinary = apiserver ?? ((selfPath as NSString).deletingLastPathComponent + "/lease-apiserver")
         try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
@@ -262,12 +263,29 @@ struct RunSettings: Sendable {
         return (result, failed)
     }
 
+    static var temporaryBase: String {
+        ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+    }
+
+    /// A fresh work directory, marked with this process's pid (see ``removeAbandonedWorkDirectories()``).
     private func makeWorkDirectory(_ kind: BackendKind) throws -> String {
-        let base = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
-        var template = Array("\(base)/lease-chaos-\(kind.rawValue)-XXXXXX".utf8CString)
+        var template = Array("\(Self.temporaryBase)/lease-chaos-\(kind.rawValue)-XXXXXX".utf8CString)
         guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
             throw ChaosError("mkdtemp: \(String(cString: strerror(errno)))")
         }
-        return String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let path = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        try String(getpid()).write(toFile: path + "/harness.pid", atomically: true, encoding: .utf8)
+        return path
+    }
+
+    /// Removes work directories left by harness processes that were killed before they could clean up.
+    static func removeAbandonedWorkDirectories() {
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: temporaryBase) else { return }
+        for entry in entries where entry.hasPrefix("lease-chaos-") {
+            let path = temporaryBase + "/" + entry
+            guard let text = try? String(contentsOfFile: path + "/harness.pid", encoding: .utf8),
+                  let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH { try? FileManager.default.removeItem(atPath: path) }
+        }
     }
 }
