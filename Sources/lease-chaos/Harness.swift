@@ -49,7 +49,6 @@ final class LiveState: Sendable {
         var ready = Set<String>()
         var leading: [String: Int] = [:]
         var checkFailed = 0
-        var resigned = Set<String>()
         var badLines = 0
     }
     let state = Mutex(State())

@@ -13,8 +13,7 @@ struct LeaseChaos: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lease-chaos",
         abstract: "Multi-process chaos harness: real backends, fault injection, fenced actions, a safety checker.",
-        subcommands: [RunCommand.self, CandidateCommand.self, CheckCommand.self],
-        defaultSubcommand: RunCommand.self)
+        subcommands: [RunCommand.self, CandidateCommand.self, CheckCommand.self])
 }
 
 extension Profile: ExpressibleByArgument {}
