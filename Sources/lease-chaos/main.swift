@@ -1,1 +1,0 @@
-print("lease-chaos: not built yet")
