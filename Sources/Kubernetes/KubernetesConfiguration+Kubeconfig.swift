@@ -31,6 +31,12 @@ extension KubernetesConfiguration {
     ) throws -> KubernetesConfiguration {
         let file = resolveKubeconfigPath(path, environment: environment)
         let text = try readConfigFile(file, what: "kubeconfig")
+        return try kubeconfig(text: text, file: file, context: context)
+    }
+
+    /// Parses the text of the kubeconfig file `file` (named in errors; relative paths in it are resolved
+    /// against its directory).
+    static func kubeconfig(text: String, file: String, context: String?) throws -> KubernetesConfiguration {
         let root: Node?
         do {
             root = try Yams.compose(yaml: text)
