@@ -171,6 +171,9 @@ final class MisbehavingGRPCServer: Sendable {
                 write(fd, frame(type: 0x0, flags: 0, stream: stream, payload: prefix + message))
             }
             if resetAfterMessages {
+                // Give the client time to read the messages first: a reset discards whatever the peer's
+                // kernel has not yet handed to it.
+                usleep(200_000)
                 reset(fd)
                 return false
             }
