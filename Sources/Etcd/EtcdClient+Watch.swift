@@ -106,10 +106,13 @@ extension EtcdClient {
         return stream
     }
 
+    /// etcd's largest lease TTL (`MaxLeaseTTL`, 9,000,000,000 s); a server claiming more is clamped to it.
+    static let maximumLeaseTTL: Int64 = 9_000_000_000
+
     /// How long to wait before the next keepalive of a lease whose granted TTL is `ttl` seconds: a third of
-    /// the TTL, at least 500 ms.
+    /// the TTL, at least 500 ms. (`ttl * 1000` overflowed for a TTL above ~9.2e15 — found by `lease-fuzz etcd`.)
     static func keepAliveDelay(ttl: Int64) -> Duration {
-        .milliseconds(max(500, ttl * 1000 / 3))
+        .milliseconds(max(500, min(ttl, maximumLeaseTTL) * 1000 / 3))
     }
 }
 
@@ -130,13 +133,21 @@ struct WatchProgress {
         if response.canceled {
             throw EtcdError(code: .other, message: "etcd cancelled the watch: \(response.cancelReason)")
         }
+        // The revision after `revision`; etcd's revisions never get near Int64.max, so one that does is an
+        // invalid response rather than an overflow trap.
+        func after(_ revision: Int64) throws -> Int64 {
+            guard revision < Int64.max else {
+                throw EtcdError(code: .invalidResponse, message: "etcd sent a WatchResponse with revision \(revision), which cannot be resumed after")
+            }
+            return revision + 1
+        }
         var messages: [EtcdClient.WatchMessage] = []
         if response.created {
-            if next == 0 { next = response.header.revision + 1 }
+            if next == 0 { next = try after(response.header.revision) }
             messages.append(.established(revision: response.header.revision))
         }
         for event in response.events {
-            next = max(next, event.kv.modRevision + 1)
+            next = max(next, try after(event.kv.modRevision))
             messages.append(.event(event))
         }
         return messages

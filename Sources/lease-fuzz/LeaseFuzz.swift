@@ -39,6 +39,22 @@ public func LLVMFuzzerTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -
     return 0
 }
 
+@_silgen_name("LLVMFuzzerMutate")
+private func LLVMFuzzerMutate(_ data: UnsafeMutablePointer<UInt8>, _ size: Int, _ maxSize: Int) -> Int
+
+/// For the `etcd` target, half of the mutations are structure-aware (``ProtobufMutator``); every other
+/// mutation is libFuzzer's own.
+@_cdecl("LLVMFuzzerCustomMutator")
+public func LLVMFuzzerCustomMutator(_ data: UnsafeMutablePointer<UInt8>, _ size: Int, _ maxSize: Int, _ seed: UInt32) -> Int {
+    if fuzzedTarget == .etcd, seed & 1 == 0,
+       let mutated = ProtobufMutator.mutate(Array(UnsafeBufferPointer(start: data, count: size)), seed: seed >> 1),
+       mutated.count <= maxSize {
+        mutated.withUnsafeBufferPointer { data.update(from: $0.baseAddress!, count: mutated.count) }
+        return mutated.count
+    }
+    return LLVMFuzzerMutate(data, size, maxSize)
+}
+
 private func runLibFuzzer(_ arguments: [String]) -> Never {
     var cStrings: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) }
     cStrings.append(nil)

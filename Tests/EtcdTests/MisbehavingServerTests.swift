@@ -167,4 +167,36 @@ struct MisbehavingServerTests {
         defer { etcd.close() }
         await #expect { for try await _ in etcd.keepAlive(42) {} } throws: { ($0 as? EtcdError)?.code == .invalidResponse }
     }
+
+    // MARK: - Impossible values (regressions for what `lease-fuzz etcd` found), over the wire
+
+    @Test func negativeModRevisionIsInvalidResponse() async throws {
+        let range = Wire.header(revision: 5) + Wire.bytes(2, Wire.keyValue(key: "/x", value: Wire.record, createRevision: 2, modRevision: -1)) + Wire.int(4, 1)
+        let error = try await failure(.respond(messages: [range])) { _ = try await $0.get("/x") }
+        #expect(error?.code == .invalidResponse, "\(String(describing: error))")
+        #expect(error?.message.contains("mod_revision") == true)
+    }
+
+    @Test func watchEstablishedAtInt64MaxEndsWithInvalidResponse() async throws {
+        let server = try MisbehavingGRPCServer(.respond(messages: [Wire.header(revision: Int64.max) + Wire.int(3, 1)]))
+        defer { server.stop() }
+        let etcd = try EtcdClient(configuration: .init(endpoints: [server.endpoint], requestTimeout: Self.requestTimeout))
+        defer { etcd.close() }
+        var established: [EtcdClient.WatchMessage] = []
+        await #expect {
+            for try await message in etcd.watch(Array("/w".utf8)) { established.append(message) }
+        } throws: { ($0 as? EtcdError)?.code == .invalidResponse }
+        #expect(established.isEmpty)
+    }
+
+    @Test func keepAliveWithAHugeTTLKeepsGoing() async throws {
+        let server = try MisbehavingGRPCServer(.respond(messages: [Wire.header(revision: 1) + Wire.int(2, 42) + Wire.int(3, Int64.max)]))
+        defer { server.stop() }
+        let etcd = try EtcdClient(configuration: .init(endpoints: [server.endpoint], requestTimeout: Self.requestTimeout))
+        defer { etcd.close() }
+        for try await ttl in etcd.keepAlive(42) {
+            #expect(ttl == Int64.max)
+            break
+        }
+    }
 }
