@@ -34,8 +34,13 @@ struct KubernetesFuzzRegressionTests {
         return (Int(fields[1]) ?? 0) * Int(sysconf(Int32(_SC_PAGESIZE)))
     }
 
+    /// Whether this process runs under AddressSanitizer, whose quarantine of freed memory makes the resident
+    /// set grow without a leak (LeakSanitizer checks leaks there instead).
+    private static let underAddressSanitizer = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "__asan_init") != nil
+
     /// Reading empty (and /proc-like, size-0) files no longer leaks: 40,000 reads used to leak ~160 MiB.
-    @Test func readingAnEmptyFileDoesNotLeak() async throws {
+    @Test(.disabled(if: underAddressSanitizer, "ASan's quarantine grows the resident set; LeakSanitizer checks this build"))
+    func readingAnEmptyFileDoesNotLeak() async throws {
         try await withTemporaryDirectory { directory in
             let path = try directory.write("empty", "")
             #expect(try KubernetesConfiguration.readUTF8File(path) == "")
