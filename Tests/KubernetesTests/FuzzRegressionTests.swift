@@ -62,4 +62,48 @@ struct KubernetesFuzzRegressionTests {
             #expect(throws: KubernetesError.self) { _ = try KubernetesConfiguration.readConfigFile(directory.file("missing"), what: "test") }
         }
     }
+
+    /// The input libFuzzer timed out on: a 1 KiB kubeconfig with nested aliases on which Yams spent 20 s of
+    /// CPU (it hashes the expansion of every mapping key while checking duplicates). Now rejected at once.
+    @Test func aliasExpansionIsRejectedQuickly() async throws {
+        let text = try String(contentsOfFile: Self.regressions + "/alias-expansion-timeout.yaml", encoding: .utf8)
+        let start = ContinuousClock.now
+        #expect {
+            try _KubernetesFuzzing.kubeconfig(text, directory: NSTemporaryDirectory())
+        } throws: { error in
+            (error as? KubernetesError)?.code == .invalidConfiguration && "\(error)".contains("YAML aliases")
+        }
+        #expect(ContinuousClock.now - start < .seconds(1))
+
+        // The classic form, with the expansion as a mapping key (9^9 nodes to hash).
+        var laughs = ["l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+        for level in 1...8 { laughs.append("l\(level): &l\(level) [" + Array(repeating: "*l\(level - 1)", count: 9).joined(separator: ", ") + "]") }
+        laughs.append("? *l8\n: boom")
+        #expect(throws: KubernetesError.self) { try _KubernetesFuzzing.kubeconfig(laughs.joined(separator: "\n"), directory: NSTemporaryDirectory()) }
+    }
+
+    /// A few aliases (sharing a cluster definition, say) still work.
+    @Test func aFewAliasesAreAccepted() throws {
+        let text = """
+            clusters:
+            - name: a
+              cluster: &shared {server: "https://10.0.0.1:6443", insecure-skip-tls-verify: true}
+            - name: b
+              cluster: *shared
+            contexts:
+            - {name: b, context: {cluster: b, user: u, namespace: "*not-an-alias*"}}
+            users:
+            - {name: u, user: {token: "abc*def"}}
+            current-context: b
+            """
+        #expect(KubernetesConfiguration.yamlAliasCount(text) == 1)
+        let configuration = try _KubernetesFuzzing.kubeconfig(text, directory: NSTemporaryDirectory())
+        #expect(configuration.server == "https://10.0.0.1:6443" && configuration.namespace == "*not-an-alias*")
+    }
+
+    @Test func aliasCountIsAnUpperBound() {
+        #expect(KubernetesConfiguration.yamlAliasCount("a: *x\nb: [*x, *y]\n- *z\n? *k\n: v") == 5)
+        #expect(KubernetesConfiguration.yamlAliasCount("a: 'quoted *x, *y'\n# comment: *z") == 2)  // inside quotes and comments: over-counted on purpose
+        #expect(KubernetesConfiguration.yamlAliasCount("a: b*c\ntoken: abc*def\nurl: https://x/*") == 0)
+    }
 }
