@@ -4,7 +4,7 @@ export PATH := $(PATH):/opt/swift/usr/bin
 # gRPC core logs to stderr; tests that provoke TLS and connection failures on purpose would flood it.
 export GRPC_VERBOSITY ?= NONE
 
-.PHONY: all bootstrap build test compose-check demo bench clean
+.PHONY: all bootstrap build test compose-check demo bench chaos fuzz clean
 
 all: build
 
@@ -20,6 +20,8 @@ test: bootstrap compose-check
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 	scripts/valgrind-shim
+	scripts/fuzz --smoke
+	scripts/chaos --smoke
 
 # Validates docker-compose.yml (the 3-member etcd cluster for manual use); needs no Docker engine.
 compose-check: bootstrap
@@ -37,5 +39,16 @@ bench: bootstrap
 	$(SWIFT) build -c release --scratch-path $(BENCH_SCRATCH) --product lease-bench
 	GRPC_VERBOSITY=NONE $$($(SWIFT) build -c release --scratch-path $(BENCH_SCRATCH) --show-bin-path)/lease-bench --output bench/results.json $(BENCH_ARGS)
 
+# The chaos harness (docs/reliability.md): release-builds lease-chaos and lease-apiserver in .build-chaos, then runs
+# the full seeded fault schedule on every backend (>= 1,000 induced failovers each, ~20 min) and writes
+# chaos/results.json and chaos/results.md. Extra flags: CHAOS_ARGS="--backend etcd --seed 7 --keep-logs".
+chaos: bootstrap
+	scripts/chaos $(CHAOS_ARGS)
+
+# libFuzzer over every decoder of third-party data (release build with -sanitize=fuzzer in .build-fuzz), each
+# target for FUZZ_SECONDS (default 60); findings go to fuzz/regressions/. `make test` replays the corpora.
+fuzz: bootstrap
+	scripts/fuzz
+
 clean:
-	rm -rf .build $(BENCH_SCRATCH)
+	rm -rf .build $(BENCH_SCRATCH) .build-chaos .build-fuzz chaos

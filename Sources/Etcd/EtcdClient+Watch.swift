@@ -17,33 +17,18 @@ extension EtcdClient {
     public func watch(_ key: [UInt8], rangeEnd: [UInt8] = [], fromRevision: Int64 = 0) -> AsyncThrowingStream<WatchMessage, any Error> {
         let (stream, continuation) = AsyncThrowingStream.makeStream(of: WatchMessage.self, throwing: (any Error).self)
         let task = Task {
-            var next = fromRevision
+            var progress = WatchProgress(next: fromRevision)
             var backoff = Duration.milliseconds(25)
             while !Task.isCancelled {
                 do {
                     let token = try await streamToken()
                     let call = transport.stream("/etcdserverpb.Watch/Watch", token: token)
-                    call.send(EtcdCodec.watchCreate(key: key, rangeEnd: rangeEnd, startRevision: next, watchID: 0))
+                    call.send(EtcdCodec.watchCreate(key: key, rangeEnd: rangeEnd, startRevision: progress.next, watchID: 0))
                     defer { call.cancel() }
                     for try await bytes in call.messages {
                         let response = try EtcdCodec.decodeWatch(bytes)
-                        if response.compactRevision > 0 {
-                            throw EtcdError(code: .compacted, grpcStatus: 11,
-                                            message: "watch from revision \(next) failed: compacted up to \(response.compactRevision)",
-                                            compactRevision: response.compactRevision)
-                        }
-                        if response.canceled {
-                            throw EtcdError(code: .other, message: "etcd cancelled the watch: \(response.cancelReason)")
-                        }
-                        if response.created {
-                            backoff = .milliseconds(25)
-                            if next == 0 { next = response.header.revision + 1 }
-                            continuation.yield(.established(revision: response.header.revision))
-                        }
-                        for event in response.events {
-                            next = max(next, event.kv.modRevision + 1)
-                            continuation.yield(.event(event))
-                        }
+                        if response.created { backoff = .milliseconds(25) }
+                        for message in try progress.apply(response) { continuation.yield(message) }
                     }
                     // The server closed the stream without an error: reconnect.
                 } catch let error as EtcdError where error.code == .unavailable || error.code == .deadlineExceeded || error.code == .other && error.grpcStatus != 0 {
@@ -94,7 +79,7 @@ extension EtcdClient {
                         lastSuccess = clock.now
                         backoff = .milliseconds(50)
                         continuation.yield(lease.ttl)
-                        try await Task.sleep(for: .milliseconds(max(500, lease.ttl * 1000 / 3)))
+                        try await Task.sleep(for: Self.keepAliveDelay(ttl: lease.ttl))
                         if !call.send(EtcdCodec.leaseKeepAlive(id: id)) { break }
                     }
                 } catch is CancellationError {
@@ -119,5 +104,52 @@ extension EtcdClient {
         }
         continuation.onTermination = { _ in task.cancel() }
         return stream
+    }
+
+    /// etcd's largest lease TTL (`MaxLeaseTTL`, 9,000,000,000 s); a server claiming more is clamped to it.
+    static let maximumLeaseTTL: Int64 = 9_000_000_000
+
+    /// How long to wait before the next keepalive of a lease whose granted TTL is `ttl` seconds: a third of
+    /// the TTL, at least 500 ms. (`ttl * 1000` overflowed for a TTL above ~9.2e15 — found by `lease-fuzz etcd`.)
+    static func keepAliveDelay(ttl: Int64) -> Duration {
+        .milliseconds(max(500, min(ttl, maximumLeaseTTL) * 1000 / 3))
+    }
+}
+
+/// Where a watch resumes after its stream drops: the last revision seen + 1 (0 until established from "now").
+struct WatchProgress {
+    /// The revision to send as `start_revision` when (re-)creating the watch; 0 means "from now".
+    var next: Int64
+
+    /// Applies one response of the watch stream and returns what to yield.
+    /// - Throws: ``EtcdError/Code/compacted`` when the revision to resume from was compacted away, and an
+    ///   ``EtcdError/Code/other`` error when etcd cancelled the watch.
+    mutating func apply(_ response: EtcdCodec.WatchResponse) throws -> [EtcdClient.WatchMessage] {
+        if response.compactRevision > 0 {
+            throw EtcdError(code: .compacted, grpcStatus: 11,
+                            message: "watch from revision \(next) failed: compacted up to \(response.compactRevision)",
+                            compactRevision: response.compactRevision)
+        }
+        if response.canceled {
+            throw EtcdError(code: .other, message: "etcd cancelled the watch: \(response.cancelReason)")
+        }
+        // The revision after `revision`; etcd's revisions never get near Int64.max, so one that does is an
+        // invalid response rather than an overflow trap.
+        func after(_ revision: Int64) throws -> Int64 {
+            guard revision < Int64.max else {
+                throw EtcdError(code: .invalidResponse, message: "etcd sent a WatchResponse with revision \(revision), which cannot be resumed after")
+            }
+            return revision + 1
+        }
+        var messages: [EtcdClient.WatchMessage] = []
+        if response.created {
+            if next == 0 { next = try after(response.header.revision) }
+            messages.append(.established(revision: response.header.revision))
+        }
+        for event in response.events {
+            next = max(next, try after(event.kv.modRevision))
+            messages.append(.event(event))
+        }
+        return messages
     }
 }

@@ -248,36 +248,47 @@ enum EtcdCodec {
 
     // MARK: responses
 
-    private static func header(_ h: UnsafeMutablePointer<Etcdv3__ResponseHeader>?) -> EtcdResponseHeader {
+    /// Revisions and versions are never negative in etcd; callers rely on it (a revision becomes a
+    /// `UInt64` lock version, a watch resumes from revision + 1). A negative one (a 10-byte varint from a
+    /// broken or hostile server) crashed EtcdLock before this check — found by `lease-fuzz etcd`.
+    private static func revision(_ value: Int64, _ field: String) throws -> Int64 {
+        guard value >= 0 else { throw EtcdError(code: .invalidResponse, message: "etcd sent a response whose \(field) is negative (\(value))") }
+        return value
+    }
+
+    private static func header(_ h: UnsafeMutablePointer<Etcdv3__ResponseHeader>?) throws -> EtcdResponseHeader {
         guard let h else { return EtcdResponseHeader(clusterID: 0, memberID: 0, revision: 0, raftTerm: 0) }
-        return EtcdResponseHeader(clusterID: h.pointee.cluster_id, memberID: h.pointee.member_id, revision: h.pointee.revision, raftTerm: h.pointee.raft_term)
+        return EtcdResponseHeader(clusterID: h.pointee.cluster_id, memberID: h.pointee.member_id,
+                                  revision: try revision(h.pointee.revision, "header.revision"), raftTerm: h.pointee.raft_term)
     }
 
-    private static func keyValue(_ kv: UnsafeMutablePointer<Etcdv3__KeyValue>) -> EtcdKeyValue {
-        EtcdKeyValue(key: array(kv.pointee.key), value: array(kv.pointee.value), createRevision: kv.pointee.create_revision,
-                     modRevision: kv.pointee.mod_revision, version: kv.pointee.version, lease: kv.pointee.lease)
+    private static func keyValue(_ kv: UnsafeMutablePointer<Etcdv3__KeyValue>) throws -> EtcdKeyValue {
+        EtcdKeyValue(key: array(kv.pointee.key), value: array(kv.pointee.value),
+                     createRevision: try revision(kv.pointee.create_revision, "create_revision"),
+                     modRevision: try revision(kv.pointee.mod_revision, "mod_revision"),
+                     version: try revision(kv.pointee.version, "version"), lease: kv.pointee.lease)
     }
 
-    private static func keyValues(_ p: UnsafeMutablePointer<UnsafeMutablePointer<Etcdv3__KeyValue>?>?, _ n: Int) -> [EtcdKeyValue] {
+    private static func keyValues(_ p: UnsafeMutablePointer<UnsafeMutablePointer<Etcdv3__KeyValue>?>?, _ n: Int) throws -> [EtcdKeyValue] {
         guard let p else { return [] }
-        return (0..<n).compactMap { p[$0].map(keyValue) }
+        return try (0..<n).compactMap { try p[$0].map(keyValue) }
     }
 
-    private static func rangeResponse(_ r: UnsafeMutablePointer<Etcdv3__RangeResponse>) -> EtcdRangeResponse {
-        EtcdRangeResponse(header: header(r.pointee.header), kvs: keyValues(r.pointee.kvs, r.pointee.n_kvs), more: r.pointee.more != 0, count: r.pointee.count)
+    private static func rangeResponse(_ r: UnsafeMutablePointer<Etcdv3__RangeResponse>) throws -> EtcdRangeResponse {
+        EtcdRangeResponse(header: try header(r.pointee.header), kvs: try keyValues(r.pointee.kvs, r.pointee.n_kvs), more: r.pointee.more != 0, count: r.pointee.count)
     }
 
     static func decodeRange(_ bytes: [UInt8]) throws -> EtcdRangeResponse {
-        try decode(bytes, "RangeResponse", unpack: { etcdv3__range_response__unpack($0, $1, $2) }, free: { etcdv3__range_response__free_unpacked($0, $1) }) { rangeResponse($0) }
+        try decode(bytes, "RangeResponse", unpack: { etcdv3__range_response__unpack($0, $1, $2) }, free: { etcdv3__range_response__free_unpacked($0, $1) }) { try rangeResponse($0) }
     }
 
     static func decodePut(_ bytes: [UInt8]) throws -> EtcdResponseHeader {
-        try decode(bytes, "PutResponse", unpack: { etcdv3__put_response__unpack($0, $1, $2) }, free: { etcdv3__put_response__free_unpacked($0, $1) }) { header($0.pointee.header) }
+        try decode(bytes, "PutResponse", unpack: { etcdv3__put_response__unpack($0, $1, $2) }, free: { etcdv3__put_response__free_unpacked($0, $1) }) { try header($0.pointee.header) }
     }
 
     static func decodeDelete(_ bytes: [UInt8]) throws -> (EtcdResponseHeader, Int64) {
         try decode(bytes, "DeleteRangeResponse", unpack: { etcdv3__delete_range_response__unpack($0, $1, $2) }, free: { etcdv3__delete_range_response__free_unpacked($0, $1) }) {
-            (header($0.pointee.header), $0.pointee.deleted)
+            (try header($0.pointee.header), $0.pointee.deleted)
         }
     }
 
@@ -289,7 +300,7 @@ enum EtcdCodec {
                     guard let op = ops[i] else { continue }
                     switch op.pointee.response_case {
                     case ETCDV3__RESPONSE_OP__RESPONSE_RESPONSE_RANGE:
-                        results.append(.range(op.pointee.response_range.map { rangeResponse($0).kvs } ?? []))
+                        results.append(.range(try op.pointee.response_range.map { try rangeResponse($0).kvs } ?? []))
                     case ETCDV3__RESPONSE_OP__RESPONSE_RESPONSE_PUT:
                         results.append(.put)
                     case ETCDV3__RESPONSE_OP__RESPONSE_RESPONSE_DELETE_RANGE:
@@ -299,7 +310,7 @@ enum EtcdCodec {
                     }
                 }
             }
-            return EtcdTxnResponse(header: header(r.pointee.header), succeeded: r.pointee.succeeded != 0, responses: results)
+            return EtcdTxnResponse(header: try header(r.pointee.header), succeeded: r.pointee.succeeded != 0, responses: results)
         }
     }
 
@@ -341,10 +352,10 @@ enum EtcdCodec {
             if let list = r.pointee.events {
                 for i in 0..<r.pointee.n_events {
                     guard let e = list[i], let kv = e.pointee.kv else { continue }
-                    events.append(EtcdWatchEvent(kind: e.pointee.type == ETCDV3__EVENT__EVENT_TYPE__DELETE ? .delete : .put, kv: keyValue(kv)))
+                    events.append(EtcdWatchEvent(kind: e.pointee.type == ETCDV3__EVENT__EVENT_TYPE__DELETE ? .delete : .put, kv: try keyValue(kv)))
                 }
             }
-            return WatchResponse(header: header(r.pointee.header), watchID: r.pointee.watch_id, created: r.pointee.created != 0,
+            return WatchResponse(header: try header(r.pointee.header), watchID: r.pointee.watch_id, created: r.pointee.created != 0,
                                  canceled: r.pointee.canceled != 0, compactRevision: r.pointee.compact_revision,
                                  cancelReason: string(r.pointee.cancel_reason), events: events)
         }
@@ -352,7 +363,7 @@ enum EtcdCodec {
 
     static func decodeStatus(_ bytes: [UInt8]) throws -> EtcdStatus {
         try decode(bytes, "StatusResponse", unpack: { etcdv3__status_response__unpack($0, $1, $2) }, free: { etcdv3__status_response__free_unpacked($0, $1) }) { r in
-            EtcdStatus(header: header(r.pointee.header), version: string(r.pointee.version), dbSize: r.pointee.dbsize,
+            EtcdStatus(header: try header(r.pointee.header), version: string(r.pointee.version), dbSize: r.pointee.dbsize,
                        leader: r.pointee.leader, raftIndex: r.pointee.raftindex, raftTerm: r.pointee.raftterm)
         }
     }

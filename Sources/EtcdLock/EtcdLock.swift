@@ -88,8 +88,7 @@ public struct EtcdLock: ResourceLock {
 
     public func get() async throws -> VersionedRecord? {
         let response = try await mapErrors { try await client.range(key) }
-        guard let kv = response.kvs.first else { return nil }
-        return try decode(kv)
+        return try Self.record(in: response, description: description)
     }
 
     public func create(_ record: LeaderElectionRecord) async throws -> LockVersion {
@@ -97,8 +96,7 @@ public struct EtcdLock: ResourceLock {
         let response = try await withLease(for: record) { lease in
             try await client.txn([EtcdCompare(key: key, .createRevision(0))], success: [.put(key: key, value: value, lease: lease)])
         }
-        guard response.succeeded else { throw LeaderElectionError.alreadyExists("\(description) already has a record") }
-        return LockVersion(UInt64(response.header.revision))
+        return try Self.createdVersion(response, description: description)
     }
 
     public func update(_ record: LeaderElectionRecord, expecting version: LockVersion) async throws -> LockVersion {
@@ -111,12 +109,7 @@ public struct EtcdLock: ResourceLock {
                                  success: [.put(key: key, value: value, lease: lease)],
                                  failure: [.range(key: key)])
         }
-        if response.succeeded { return LockVersion(UInt64(response.header.revision)) }
-        guard case .range(let kvs)? = response.responses.first, let current = kvs.first else {
-            throw LeaderElectionError.notFound("\(description) has no record")
-        }
-        throw LeaderElectionError.conflict("\(description) is at version \(current.modRevision), not \(version)",
-                                           current: LockVersion(UInt64(current.modRevision)))
+        return try Self.updatedVersion(response, expecting: version, description: description)
     }
 
     public func changes() -> AsyncStream<Void>? {
@@ -177,7 +170,11 @@ public struct EtcdLock: ResourceLock {
         return bytes
     }
 
-    private func decode(_ kv: EtcdKeyValue) throws -> VersionedRecord {
+    // MARK: Interpreting responses (pure, so the fuzzer runs exactly this code on decoded server data)
+
+    /// The record in the response to `get`'s range read; `nil` when the key does not exist.
+    static func record(in response: EtcdRangeResponse, description: String) throws -> VersionedRecord? {
+        guard let kv = response.kvs.first else { return nil }
         let version = LockVersion(UInt64(kv.modRevision))
         do {
             let (record, _) = try LeaderElectionRecord.decodeJSON(kv.value)
@@ -185,6 +182,36 @@ public struct EtcdLock: ResourceLock {
         } catch let error as LeaderElectionError {
             throw LeaderElectionError.corruptRecord("\(description): \(error.message)", version: version)
         }
+    }
+
+    /// The version written by `create`'s transaction.
+    static func createdVersion(_ response: EtcdTxnResponse, description: String) throws -> LockVersion {
+        guard response.succeeded else { throw LeaderElectionError.alreadyExists("\(description) already has a record") }
+        return LockVersion(UInt64(response.header.revision))
+    }
+
+    /// The version written by `update`'s transaction, or the conflict / missing record its failure branch read.
+    static func updatedVersion(_ response: EtcdTxnResponse, expecting version: LockVersion, description: String) throws -> LockVersion {
+        if response.succeeded { return LockVersion(UInt64(response.header.revision)) }
+        guard case .range(let kvs)? = response.responses.first, let current = kvs.first else {
+            throw LeaderElectionError.notFound("\(description) has no record")
+        }
+        throw LeaderElectionError.conflict("\(description) is at version \(current.modRevision), not \(version)",
+                                           current: LockVersion(UInt64(current.modRevision)))
+    }
+
+    /// Runs `get`'s handling of a `RangeResponse` on `bytes` (decoded as the client decodes them).
+    /// Exists for the `lease-fuzz` harness only; not API.
+    public static func _fuzzGet(rangeResponse bytes: [UInt8]) throws -> VersionedRecord? {
+        try record(in: _EtcdFuzzing.range(bytes), description: "etcd://fuzz/lock")
+    }
+
+    /// Runs `create`'s and `update`'s handling of a `TxnResponse` on `bytes` (decoded as the client decodes
+    /// them). Exists for the `lease-fuzz` harness only; not API.
+    public static func _fuzzWrite(txnResponse bytes: [UInt8]) throws -> LockVersion {
+        let response = try _EtcdFuzzing.txn(bytes)
+        _ = try? createdVersion(response, description: "etcd://fuzz/lock")
+        return try updatedVersion(response, expecting: LockVersion("1"), description: "etcd://fuzz/lock")
     }
 
     private func mapErrors<T>(_ body: () async throws -> T) async throws -> T {

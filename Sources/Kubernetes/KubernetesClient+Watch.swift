@@ -108,16 +108,20 @@ extension KubernetesClient {
         if let timeoutSeconds { query.append(("timeoutSeconds", String(timeoutSeconds))) }
         let path = Self.leasesPath(namespace: namespace)
         try await streamLines(path, query: query) { line in
-            let event: WatchEvent<Lease>
-            do {
-                event = try KubernetesJSON.decode(WatchEvent<Lease>.self, from: Data(line))
-            } catch {
-                throw KubernetesError.invalidResponse(
-                    "GET \(path) (watch): an event is not valid: \(Self.describe(decodingError: error)); line: \(KubernetesError.excerpt(line))",
-                    httpStatus: 200
-                )
-            }
-            try await onEvent(event)
+            try await onEvent(try Self.decodeWatchEvent(line, path: path))
+        }
+    }
+
+    /// One line of a Lease watch body as an event.
+    /// - Throws: ``KubernetesError/Code/invalidResponse`` naming the field at fault, with an excerpt of the line.
+    static func decodeWatchEvent(_ line: [UInt8], path: String) throws -> WatchEvent<Lease> {
+        do {
+            return try KubernetesJSON.decode(WatchEvent<Lease>.self, from: Data(line))
+        } catch {
+            throw KubernetesError.invalidResponse(
+                "GET \(path) (watch): an event is not valid: \(Self.describe(decodingError: error)); line: \(KubernetesError.excerpt(line))",
+                httpStatus: 200
+            )
         }
     }
 

@@ -271,12 +271,17 @@ public final class KubernetesClient: Sendable {
         _ method: HTTPMethod, _ path: String, query: [(String, String)] = [], body: [UInt8]? = nil, as type: Response.Type
     ) async throws -> Response {
         let response = try await perform(method, path, query: query, body: body)
-        try Self.checkSuccess(response, context: "\(method.rawValue) \(path)")
+        return try Self.decode(response, as: Response.self, context: "\(method.rawValue) \(path)")
+    }
+
+    /// A 2xx body decoded as `Response`; any other status thrown as the ``KubernetesError`` its body describes.
+    static func decode<Response: Decodable>(_ response: RawResponse, as type: Response.Type, context: String) throws -> Response {
+        try checkSuccess(response, context: context)
         do {
             return try KubernetesJSON.decode(Response.self, from: Data(response.body))
         } catch {
             throw KubernetesError.invalidResponse(
-                "\(method.rawValue) \(path): the response is not a valid \(Response.self): \(Self.describe(decodingError: error)); body: \(KubernetesError.excerpt(response.body))",
+                "\(context): the response is not a valid \(Response.self): \(describe(decodingError: error)); body: \(KubernetesError.excerpt(response.body))",
                 httpStatus: response.status
             )
         }

@@ -31,6 +31,17 @@ extension KubernetesConfiguration {
     ) throws -> KubernetesConfiguration {
         let file = resolveKubeconfigPath(path, environment: environment)
         let text = try readConfigFile(file, what: "kubeconfig")
+        return try kubeconfig(text: text, file: file, context: context)
+    }
+
+    /// Parses the text of the kubeconfig file `file` (named in errors; relative paths in it are resolved
+    /// against its directory).
+    static func kubeconfig(text: String, file: String, context: String?) throws -> KubernetesConfiguration {
+        let aliases = yamlAliasCount(text)
+        guard aliases <= maximumYAMLAliases else {
+            throw KubernetesError.invalidConfiguration(
+                "kubeconfig \(file) uses \(aliases) YAML aliases (*name); at most \(maximumYAMLAliases) are accepted")
+        }
         let root: Node?
         do {
             root = try Yams.compose(yaml: text)
@@ -59,6 +70,36 @@ extension KubernetesConfiguration {
         default:
             return "\(error)"
         }
+    }
+
+    /// The most YAML aliases a kubeconfig may use. Each alias is a copy of the anchored node, so a handful of
+    /// nested aliases expand exponentially ("billion laughs"); Yams then hashes the expansion of every
+    /// mapping key while checking for duplicates. A 1 KiB kubeconfig found by `lease-fuzz kubeconfig` took
+    /// 20 s of CPU that way, and a slightly larger one would take years. kubectl never writes aliases; 16
+    /// nested aliases expand at most ~256-fold.
+    static let maximumYAMLAliases = 16
+
+    /// An upper bound on the alias nodes (`*name`) in `text`: every `*` whose preceding non-blank byte on its
+    /// line is nothing (line start), `[`, `{`, `,`, `:`, `-` or `?` — every position where YAML can start an
+    /// alias. Deliberately ignores quoting, comments and block scalars, so nothing can hide an alias from it;
+    /// such a `*` in a real kubeconfig (whose values are URLs, paths, base64 and tokens) is unheard of.
+    static func yamlAliasCount(_ text: String) -> Int {
+        var count = 0
+        var previous: UInt8? = nil  // the last non-blank byte on the current line
+        for b in text.utf8 {
+            switch b {
+            case UInt8(ascii: "\n"), UInt8(ascii: "\r"):
+                previous = nil
+            case UInt8(ascii: " "), UInt8(ascii: "\t"):
+                break
+            case UInt8(ascii: "*"):
+                if previous == nil || "[{,:-?".utf8.contains(previous!) { count += 1 }
+                previous = b
+            default:
+                previous = b
+            }
+        }
+        return count
     }
 
     /// `path`, else the first entry of `KUBECONFIG`, else `~/.kube/config`.

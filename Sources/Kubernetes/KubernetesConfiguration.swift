@@ -226,7 +226,7 @@ extension KubernetesConfiguration {
         var namespace = "default"
         if let podNamespace = environment["POD_NAMESPACE"], !podNamespace.isEmpty {
             namespace = podNamespace
-        } else if let text = try? String(contentsOfFile: directory + "/namespace", encoding: .utf8) {
+        } else if let text = try? readUTF8File(directory + "/namespace") {
             let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
             if !trimmed.isEmpty { namespace = trimmed }
         }
@@ -247,10 +247,28 @@ extension KubernetesConfiguration {
             throw KubernetesError.invalidConfiguration("\(what): file \(path) does not exist")
         }
         do {
-            return try String(contentsOfFile: path, encoding: .utf8)
+            return try readUTF8File(path)
         } catch {
             throw KubernetesError.invalidConfiguration("\(what): cannot read \(path): \(error.localizedDescription)")
         }
+    }
+
+    /// The contents of a UTF-8 text file.
+    ///
+    /// Not `String(contentsOfFile:encoding:)`: in the Swift 6.3 Foundation on Linux it (like
+    /// `Data(contentsOf:)` and `FileManager.contents(atPath:)`) leaks a 4 KiB buffer every time it reads a
+    /// file whose size is reported as 0 — an empty token file re-read on every request, for example
+    /// (found by `lease-fuzz kubeconfig` under LeakSanitizer).
+    static func readUTF8File(_ path: String) throws -> String {
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw CocoaError(.fileReadNoPermission, userInfo: [NSFilePathErrorKey: path])
+        }
+        defer { try? handle.close() }
+        let data = try handle.readToEnd() ?? Data()
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw CocoaError(.fileReadInapplicableStringEncoding, userInfo: [NSFilePathErrorKey: path])
+        }
+        return text
     }
 
     /// Checks that text looks like PEM, so a wrong file is reported as configuration, not as a TLS failure.

@@ -60,7 +60,7 @@ final class TokenFileSource: Sendable {
         var readError: String?
         if identity != nil {
             do {
-                let text = try String(contentsOfFile: path, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+                let text = try KubernetesConfiguration.readUTF8File(path).trimmingCharacters(in: .whitespacesAndNewlines)
                 if !text.isEmpty {
                     state.withLock { state in
                         state.token = text

@@ -1,1 +1,0 @@
-print("lease-fuzz: not built yet")
