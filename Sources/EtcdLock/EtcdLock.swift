@@ -171,6 +171,8 @@ public struct EtcdLock: ResourceLock {
     }
 
     // MARK: Interpreting responses (pure, so the fuzzer runs exactly this code on decoded server data)
+    // Revisions become `UInt64` lock versions: EtcdCodec rejects responses with negative revisions (a
+    // negative one trapped here before — found by `lease-fuzz etcd`).
 
     /// The record in the response to `get`'s range read; `nil` when the key does not exist.
     static func record(in response: EtcdRangeResponse, description: String) throws -> VersionedRecord? {

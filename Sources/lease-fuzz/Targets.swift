@@ -242,7 +242,7 @@ enum FuzzTarget: String, CaseIterable {
         let files = ["token": "fuzz-token\n", "ca.crt": pem, "client.crt": pem,
                      "client.key": "-----BEGIN PRIVATE KEY-----\nMIIBfake\n-----END PRIVATE KEY-----\n", "empty": ""]
         for (name, text) in files {
-            FileManager.default.createFile(atPath: directory + "/" + name, contents: Data(text.utf8))
+            _ = FileManager.default.createFile(atPath: directory + "/" + name, contents: Data(text.utf8))
         }
         atexit { try? FileManager.default.removeItem(atPath: NSTemporaryDirectory() + "lease-fuzz-kubeconfig-\(getpid())") }
         return directory
@@ -253,7 +253,11 @@ enum FuzzTarget: String, CaseIterable {
         guard let text = String(validating: data, as: UTF8.self) else { return .rejected("not UTF-8") }
         switch try kubernetes({ try _KubernetesFuzzing.kubeconfig(text, directory: kubeconfigDirectory) }) {
         case .success(let configuration):
-            guard configuration.server.hasPrefix("http") else { throw Finding("kubeconfig accepted server \(configuration.server)") }
+            // URL schemes are case-insensitive (RFC 3986): `HTTPS://` is fine, and AsyncHTTPClient lowercases it too.
+            let server = configuration.server.lowercased()
+            guard server.hasPrefix("http://") || server.hasPrefix("https://") else {
+                throw Finding("kubeconfig accepted server \(configuration.server)")
+            }
             return .value(configuration.server)
         case .failure(let error):
             guard error.code == .invalidConfiguration else { throw Finding("kubeconfig failed with \(error.code), not invalidConfiguration: \(error)") }
