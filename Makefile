@@ -4,7 +4,7 @@ export PATH := $(PATH):/opt/swift/usr/bin
 # gRPC core logs to stderr; tests that provoke TLS and connection failures on purpose would flood it.
 export GRPC_VERBOSITY ?= NONE
 
-.PHONY: all bootstrap build test compose-check demo bench chaos fuzz clean
+.PHONY: all bootstrap build test compose-check demo bench chaos fuzz fuzz-lsan clean
 
 all: build
 
@@ -48,7 +48,11 @@ chaos: bootstrap
 # libFuzzer over every decoder of third-party data (release build with -sanitize=fuzzer in .build-fuzz), each
 # target for FUZZ_SECONDS (default 60); findings go to fuzz/regressions/. `make test` replays the corpora.
 fuzz: bootstrap
-	scripts/fuzz
+	scripts/fuzz $(FUZZ_TARGETS)
+
+# Malformed-server and fuzz-regression tests under ASan + LeakSanitizer (.build-asan; ~10 min cold build).
+fuzz-lsan: bootstrap
+	scripts/fuzz --lsan
 
 clean:
-	rm -rf .build $(BENCH_SCRATCH) .build-chaos .build-fuzz chaos
+	rm -rf .build $(BENCH_SCRATCH) .build-chaos .build-fuzz .build-asan chaos
