@@ -22,6 +22,14 @@ public final class KubernetesTestEnvironment: Sendable {
     /// The environment variable naming a real cluster's kubeconfig.
     public static let kubeconfigVariable = "LEADER_ELECTION_TEST_KUBECONFIG"
 
+    /// Whether tests that need the local LeaseAPIServer (they write behind its back or count its requests) run:
+    /// always in CI (`CI=true`, where an external cluster makes them fail with a clear error instead of
+    /// skipping), otherwise only when no external cluster is configured.
+    public static var localServerTestsRun: Bool {
+        let environment = ProcessInfo.processInfo.environment
+        return environment["CI"] == "true" || environment[kubeconfigVariable] == nil
+    }
+
     /// The namespace the tests use (unique per environment).
     public let namespace: String
     /// A kubeconfig file for this API server, for child processes. For the local server it has its CA,

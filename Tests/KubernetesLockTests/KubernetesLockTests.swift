@@ -166,7 +166,7 @@ import Testing
         }
     }
 
-    @Test(.enabled(if: ProcessInfo.processInfo.environment[KubernetesTestEnvironment.kubeconfigVariable] == nil,
+    @Test(.enabled(if: KubernetesTestEnvironment.localServerTestsRun,
                    "writes behind the API server's back; needs the local LeaseAPIServer"),
           arguments: [
               #"{"holderIdentity": 42, garbage"#,
@@ -190,7 +190,7 @@ import Testing
         }
     }
 
-    @Test(.enabled(if: ProcessInfo.processInfo.environment[KubernetesTestEnvironment.kubeconfigVariable] == nil,
+    @Test(.enabled(if: KubernetesTestEnvironment.localServerTestsRun,
                    "counts requests at the local LeaseAPIServer"))
     func aRenewalIsOnePUTAndNothingElse() async throws {
         try await KubernetesTestEnvironment.with { env in
