@@ -387,6 +387,16 @@ etcd_shim_client *etcd_shim_client_create(const etcd_shim_options *options, char
     if (options->max_receive_bytes != 0) {
         ARG_INT(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, options->max_receive_bytes);
     }
+    // No transparent retries: the retry filter buffers (copies) every call's send ops for a retry we never want —
+    // the elector and EtcdClient callers retry themselves, and a call that failed before reaching etcd surfaces
+    // as UNAVAILABLE at once. Measured on Range: ~5 µs less client CPU and ~5-10 µs lower p50 (docs/performance.md).
+    // GRPC_ARG_MINIMAL_STACK was measured as well but is not used: it also turns off the client channel's deadline
+    // enforcement and the receive-size limit, which the elector relies on.
+    ARG_INT(GRPC_ARG_ENABLE_RETRIES, 0);
+    // Each client gets its own connection. gRPC's global subchannel pool would otherwise hand a new channel to the
+    // same target the connection another channel already has — including a dead one the new channel was created
+    // to get away from (EtcdClient replaces its channel after a timeout).
+    ARG_INT(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     ARG_INT(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
     ARG_INT(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
     if (options->use_tls && options->server_name_override != NULL && options->server_name_override[0] != '\0') {

@@ -31,6 +31,17 @@ public final class EtcdClient: Sendable {
         public var keepaliveTimeout: Duration
         /// The largest message the client accepts. Default 4 MiB.
         public var maxReceiveBytes: Int
+        /// Whether a unary call that times out (``EtcdError/Code/deadlineExceeded``) replaces the connection.
+        /// Default `true`.
+        ///
+        /// gRPC keeps using a connection until HTTP/2 keepalive declares it dead — ``keepaliveInterval`` plus
+        /// ``keepaliveTimeout``, 15 s by default and never less than about 6 s against etcd. A connection whose
+        /// peer vanished without a FIN or RST (a half-open connection, kubernetes#125530) would cost an elector
+        /// that long, more than a lease. With this on, the first call that times out on a connection makes the
+        /// client open a new one for every later call; calls and streams still on the old connection end with
+        /// ``EtcdError/Code/unavailable`` (watches and keepalives resume on the new one by themselves). Against a
+        /// server that is merely slow or paused this costs one reconnect per timed-out call.
+        public var reconnectAfterTimeout: Bool
 
         /// TLS material, as PEM text.
         public struct TLS: Sendable {
@@ -80,7 +91,8 @@ public final class EtcdClient: Sendable {
             requestTimeout: Duration = .seconds(5),
             keepaliveInterval: Duration? = .seconds(10),
             keepaliveTimeout: Duration = .seconds(5),
-            maxReceiveBytes: Int = 4 << 20
+            maxReceiveBytes: Int = 4 << 20,
+            reconnectAfterTimeout: Bool = true
         ) {
             self.endpoints = endpoints
             self.tls = tls
@@ -89,12 +101,19 @@ public final class EtcdClient: Sendable {
             self.keepaliveInterval = keepaliveInterval
             self.keepaliveTimeout = keepaliveTimeout
             self.maxReceiveBytes = maxReceiveBytes
+            self.reconnectAfterTimeout = reconnectAfterTimeout
         }
     }
 
     /// The configuration the client was created with.
     public let configuration: Configuration
-    let transport: ShimTransport
+    private let shimOptions: ShimOptions
+    /// The connection in use; replaced after a timeout (``Configuration/reconnectAfterTimeout``).
+    private let connection: Mutex<(transport: ShimTransport, replacements: Int, closed: Bool)>
+    /// The transport new calls and streams use.
+    var transport: ShimTransport { connection.withLock { $0.transport } }
+    /// How many times the connection was replaced after a timeout.
+    public var connectionReplacements: Int { connection.withLock { $0.replacements } }
     private let token = Mutex<String?>(nil)
     private let logger: Logger
 
@@ -135,7 +154,8 @@ public final class EtcdClient: Sendable {
         }
         options.keepaliveTimeoutMilliseconds = Int32(clamping: configuration.keepaliveTimeout.milliseconds)
         options.maxReceiveBytes = Int32(clamping: configuration.maxReceiveBytes)
-        transport = try ShimTransport(options)
+        shimOptions = options
+        connection = Mutex((try ShimTransport(options), 0, false))
     }
 
     /// The executor of this client's poller thread.
@@ -176,7 +196,38 @@ public final class EtcdClient: Sendable {
     }
 
     /// Cancels every call in flight and releases the connection. Idempotent.
-    public func close() { transport.close() }
+    public func close() {
+        connection.withLock { c -> ShimTransport in
+            c.closed = true
+            return c.transport
+        }.close()
+    }
+
+    /// One unary call on the current connection; a timeout replaces that connection (when configured).
+    private func unary(_ method: String, _ request: [UInt8], token: String?, timeout: Duration) async throws -> [UInt8] {
+        let transport = self.transport
+        do {
+            return try await transport.unary(method, request, token: token, timeout: timeout)
+        } catch let error as EtcdError where error.code == .deadlineExceeded && configuration.reconnectAfterTimeout {
+            replaceConnection(timedOut: transport, method: method)
+            throw error
+        }
+    }
+
+    /// Swaps in a new connection unless `old` was already replaced (many calls time out together on a dead
+    /// connection: one replacement) or the client is closed.
+    private func replaceConnection(timedOut old: ShimTransport, method: String) {
+        let replaced = connection.withLock { c -> Bool in
+            guard !c.closed, c.transport === old, let fresh = try? ShimTransport(shimOptions) else { return false }
+            c.transport = fresh
+            c.replacements += 1
+            return true
+        }
+        guard replaced else { return }
+        logger.warning("etcd call timed out; replacing the connection (it may be dead without the kernel knowing)",
+                       metadata: ["etcd.method": "\(method)", "etcd.endpoints": "\(configuration.endpoints.joined(separator: ","))"])
+        old.retire()
+    }
 
     // MARK: - Calls
 
@@ -184,16 +235,16 @@ public final class EtcdClient: Sendable {
     func call(_ method: String, _ request: [UInt8], timeout: Duration? = nil) async throws -> [UInt8] {
         let timeout = timeout ?? configuration.requestTimeout
         guard let credentials = configuration.credentials else {
-            return try await transport.unary(method, request, token: nil, timeout: timeout)
+            return try await unary(method, request, token: nil, timeout: timeout)
         }
         var current = token.withLock { $0 }
         if current == nil { current = try await authenticate(credentials) }
         do {
-            return try await transport.unary(method, request, token: current, timeout: timeout)
+            return try await unary(method, request, token: current, timeout: timeout)
         } catch let error as EtcdError where error.code == .unauthenticated {
             logger.debug("etcd token rejected; re-authenticating", metadata: ["etcd.error": "\(error.message)"])
             let fresh = try await authenticate(credentials)
-            return try await transport.unary(method, request, token: fresh, timeout: timeout)
+            return try await unary(method, request, token: fresh, timeout: timeout)
         }
     }
 
@@ -219,7 +270,7 @@ public final class EtcdClient: Sendable {
 
     /// Authenticates and returns a token (the client does this itself when configured with credentials).
     public func authenticate(user: String, password: String) async throws -> String {
-        let bytes = try await transport.unary("/etcdserverpb.Auth/Authenticate", EtcdCodec.authenticate(user: user, password: password),
+        let bytes = try await unary("/etcdserverpb.Auth/Authenticate", EtcdCodec.authenticate(user: user, password: password),
                                               token: nil, timeout: configuration.requestTimeout)
         return try EtcdCodec.decodeAuthenticate(bytes)
     }
@@ -312,6 +363,7 @@ extension EtcdClient.Configuration: CustomStringConvertible, CustomReflectable {
         Mirror(self, children: [
             "endpoints": endpoints, "tls": tls as Any, "credentials": credentials as Any, "requestTimeout": requestTimeout,
             "keepaliveInterval": keepaliveInterval as Any, "keepaliveTimeout": keepaliveTimeout, "maxReceiveBytes": maxReceiveBytes,
+            "reconnectAfterTimeout": reconnectAfterTimeout,
         ], displayStyle: .struct)
     }
 }

@@ -74,6 +74,8 @@ final class ShimTransport: @unchecked Sendable {
     // The C client is thread-safe; `closed` guards against use after destroy.
     private let client: OpaquePointer
     private let closed = Mutex(false)
+    /// Set by ``retire()``: calls and streams this closes end with `unavailable`, not `cancelled`.
+    private let retirement = Retirement()
     let executor = PollerExecutor()
 
     init(_ options: ShimOptions) throws {
@@ -116,12 +118,30 @@ final class ShimTransport: @unchecked Sendable {
         }
     }
 
+    /// Closes this transport because the client replaced it (off the calling thread: destroying waits for
+    /// every callback). Calls and streams still on it end with ``EtcdError/Code/unavailable``.
+    func retire() {
+        retirement.retired.store(true, ordering: .sequentiallyConsistent)
+        let wasClosed = closed.withLock { c -> Bool in
+            defer { c = true }
+            return c
+        }
+        guard !wasClosed else { return }
+        let client = UncheckedPointer(client)
+        DispatchQueue.global().async { etcd_shim_client_destroy(client.pointer) }
+    }
+
+    /// The error for a call or stream that finds this transport closed.
+    private var closedError: EtcdError {
+        retirement.retired.load(ordering: .sequentiallyConsistent) ? Retirement.error : EtcdError(code: .closed, message: "the etcd client is closed")
+    }
+
     deinit { close() }
 
     /// One unary call; cancelling the task cancels the gRPC call.
     func unary(_ method: String, _ request: [UInt8], token: String?, timeout: Duration?) async throws -> [UInt8] {
-        if closed.withLock({ $0 }) { throw EtcdError(code: .closed, message: "the etcd client is closed") }
-        let box = UnaryBox(executor: executor)
+        if closed.withLock({ $0 }) { throw closedError }
+        let box = UnaryBox(executor: executor, retirement: retirement)
         let timeoutMs: Int64 = timeout.map { max(1, $0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000) } ?? 0
         // A caller that prefers `executor` is resumed on the poller thread itself (see PollerExecutor); others
         // are resumed on their own executor as usual. (Preferring it only around this await would not help:
@@ -148,9 +168,9 @@ final class ShimTransport: @unchecked Sendable {
     /// call's status) when the gRPC stream ends. Ending iteration cancels the call.
     func stream(_ method: String, token: String?) -> ShimStream {
         let (messages, continuation) = AsyncThrowingStream.makeStream(of: [UInt8].self, throwing: (any Error).self, bufferingPolicy: .unbounded)
-        let box = StreamBox(continuation: continuation)
+        let box = StreamBox(continuation: continuation, retirement: retirement)
         if closed.withLock({ $0 }) {
-            continuation.finish(throwing: EtcdError(code: .closed, message: "the etcd client is closed"))
+            continuation.finish(throwing: closedError)
             return ShimStream(box: box, messages: messages)
         }
         let context = Unmanaged.passRetained(box).toOpaque()
@@ -182,7 +202,11 @@ private final class UnaryBox: @unchecked Sendable {
     // `continuation` is set before the call starts and read once by the callback.
     var continuation: CheckedContinuation<Result<[UInt8], EtcdError>, Never>?
     let executor: PollerExecutor
-    init(executor: PollerExecutor) { self.executor = executor }
+    let retirement: Retirement
+    init(executor: PollerExecutor, retirement: Retirement) {
+        self.executor = executor
+        self.retirement = retirement
+    }
     private let state = Mutex<(call: OpaquePointer?, cancelled: Bool, released: Bool)>((nil, false, false))
 
     func started(_ call: OpaquePointer?) {
@@ -200,6 +224,9 @@ private final class UnaryBox: @unchecked Sendable {
         }
     }
 
+    /// The task cancelled this call (as opposed to the transport closing under it).
+    var cancelledByCaller: Bool { state.withLock { $0.cancelled } }
+
     func finished() {
         state.withLock { s in
             if let call = s.call, !s.released { etcd_shim_call_release(call) }
@@ -214,7 +241,7 @@ private let unaryCallback: etcd_shim_unary_cb = { context, status, message, byte
     if status == 0 {
         result = .success(bytes.map { Array(UnsafeBufferPointer(start: $0, count: length)) } ?? [])
     } else {
-        result = .failure(EtcdError(grpcStatus: status, message: message.map { String(cString: $0) } ?? ""))
+        result = .failure(box.retirement.error(grpcStatus: status, message: message, cancelledByCaller: box.cancelledByCaller))
     }
     let continuation = box.continuation
     box.continuation = nil
@@ -223,9 +250,16 @@ private let unaryCallback: etcd_shim_unary_cb = { context, status, message, byte
 
 fileprivate final class StreamBox: @unchecked Sendable {
     let continuation: AsyncThrowingStream<[UInt8], any Error>.Continuation
+    let retirement: Retirement
     private let state = Mutex<(call: OpaquePointer?, cancelled: Bool, ended: Bool)>((nil, false, false))
 
-    init(continuation: AsyncThrowingStream<[UInt8], any Error>.Continuation) { self.continuation = continuation }
+    init(continuation: AsyncThrowingStream<[UInt8], any Error>.Continuation, retirement: Retirement) {
+        self.continuation = continuation
+        self.retirement = retirement
+    }
+
+    /// The consumer cancelled this stream (as opposed to the transport closing under it).
+    var cancelledByCaller: Bool { state.withLock { $0.cancelled } }
 
     func started(_ call: OpaquePointer?) {
         state.withLock { s in
@@ -279,9 +313,23 @@ private let streamClosedCallback: etcd_shim_stream_closed_cb = { context, status
     if status == 0 {
         box.continuation.finish()
     } else {
-        box.continuation.finish(throwing: EtcdError(grpcStatus: status, message: message.map { String(cString: $0) } ?? ""))
+        box.continuation.finish(throwing: box.retirement.error(grpcStatus: status, message: message, cancelledByCaller: box.cancelledByCaller))
     }
     box.ended()
+}
+
+/// Whether a transport was retired by its client, shared with its calls' boxes.
+final class Retirement: Sendable {
+    let retired = Atomic<Bool>(false)
+
+    static let error = EtcdError(code: .unavailable, grpcStatus: 14,
+                                 message: "the connection to etcd was replaced after a request on it timed out")
+
+    /// The error for a finished call: CANCELLED because the transport was retired reads as `unavailable`.
+    func error(grpcStatus status: Int32, message: UnsafePointer<CChar>?, cancelledByCaller: Bool) -> EtcdError {
+        if status == 1 && !cancelledByCaller && retired.load(ordering: .sequentiallyConsistent) { return Self.error }
+        return EtcdError(grpcStatus: status, message: message.map { String(cString: $0) } ?? "")
+    }
 }
 
 private struct UncheckedPointer: @unchecked Sendable {

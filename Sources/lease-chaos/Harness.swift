@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import EtcdTesting
 import Foundation
 import Synchronization
 
@@ -114,7 +115,7 @@ final class BackendRun {
     let candidateCount: Int
     let workDirectory: String
     let fixture: BackendFixture
-    let hub: ProxyHub
+    let hub: FaultProxy
     let live = LiveState()
     let interrupted: @Sendable () -> Bool
     private(set) var slots: [Slot] = []
@@ -140,7 +141,7 @@ final class BackendRun {
         self.candidateCount = candidates
         self.workDirectory = workDirectory
         self.fixture = fixture
-        self.hub = try ProxyHub()
+        self.hub = try FaultProxy()
         self.interrupted = interrupted
         self.schedule = Schedule(seed: seed, backend: backend, profile: profile, only: only)
         for path in [actionsPath, eventsPath, candidatesLog] { _ = FileManager.default.createFile(atPath: path, contents: nil) }

@@ -13,9 +13,9 @@ import Synchronization
 /// - half-open: the connections open now are black-holed for good — nothing is forwarded or closed
 ///   on them any more, as after a peer vanished without a FIN or RST (kubernetes#125530); new connections work.
 ///
-/// Each proxy has an id; the harness gives every candidate slot its own proxy per server, so faults can
-/// hit the leader alone.
-final class ProxyHub: @unchecked Sendable {
+/// Each proxy has an id; the chaos harness gives every candidate slot its own proxy per server, so faults can
+/// hit the leader alone. Tests use it to put a dead connection between a client and a real server.
+public final class FaultProxy: @unchecked Sendable {
     struct Settings: Sendable {
         var latency: Int64 = 0
         var stalledUntil: Int64 = 0
@@ -95,8 +95,9 @@ final class ProxyHub: @unchecked Sendable {
         }
     }
 
-    init() throws {
-        guard pipe(&wakePipe) == 0 else { throw ChaosError("pipe: \(String(cString: strerror(errno)))") }
+    /// Starts the proxy thread (no listeners yet; add them with ``addProxy(id:upstream:)``).
+    public init() throws {
+        guard pipe(&wakePipe) == 0 else { throw FaultProxyError("pipe: \(String(cString: strerror(errno)))") }
         for fd in wakePipe {
             _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
             _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
@@ -108,9 +109,9 @@ final class ProxyHub: @unchecked Sendable {
     }
 
     /// Starts a proxy to `127.0.0.1:upstream`; returns its port.
-    func addProxy(id: Int, upstream: UInt16) throws -> UInt16 {
+    public func addProxy(id: Int, upstream: UInt16) throws -> UInt16 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw ChaosError("socket: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw FaultProxyError("socket: \(String(cString: strerror(errno)))") }
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
         var address = sockaddr_in()
@@ -123,7 +124,7 @@ final class ProxyHub: @unchecked Sendable {
         guard bound == 0, listen(fd, 128) == 0 else {
             let why = String(cString: strerror(errno))
             close(fd)
-            throw ChaosError("proxy bind/listen: \(why)")
+            throw FaultProxyError("proxy bind/listen: \(why)")
         }
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         _ = withUnsafeMutablePointer(to: &address) {
@@ -139,41 +140,43 @@ final class ProxyHub: @unchecked Sendable {
     }
 
     /// Sets latency (nanoseconds) on proxies.
-    func setLatency(_ nanos: Int64, proxies: [Int]) {
+    public func setLatency(_ nanos: Int64, proxies: [Int]) {
         shared.withLock { state in for id in proxies { state.settings[id, default: Settings()].latency = nanos } }
         wake()
     }
 
     /// Holds every byte on these proxies until `until` (monotonic nanoseconds).
-    func stall(until: Int64, proxies: [Int]) {
+    public func stall(until: Int64, proxies: [Int]) {
         shared.withLock { state in for id in proxies { state.settings[id, default: Settings()].stalledUntil = until } }
         wake()
     }
 
     /// Black-holes the connections open now on these proxies.
-    func blackholeExisting(proxies: [Int]) {
+    public func blackholeExisting(proxies: [Int]) {
         shared.withLock { $0.blackholeRequests += proxies }
         wake()
     }
 
     /// Clears latency and stalls everywhere (black-holed connections stay black-holed).
-    func clearAll() {
+    public func clearAll() {
         shared.withLock { state in for id in state.settings.keys { state.settings[id] = Settings() } }
         wake()
     }
 
     /// Open, forwarding connections per proxy.
-    func activeConnections() -> [Int: Int] { shared.withLock { $0.activeConnections } }
+    public func activeConnections() -> [Int: Int] { shared.withLock { $0.activeConnections } }
 
-    var blackholedTotal: Int { shared.withLock { $0.blackholedTotal } }
-    var acceptedTotal: Int { shared.withLock { $0.acceptedTotal } }
+    /// Connections black-holed so far.
+    public var blackholedTotal: Int { shared.withLock { $0.blackholedTotal } }
+    /// Connections accepted so far.
+    public var acceptedTotal: Int { shared.withLock { $0.acceptedTotal } }
 
     /// Stops the thread and closes every socket.
-    func shutdown() {
+    public func shutdown() {
         shared.withLock { $0.running = false }
         wake()
-        let limit = monoNow() + 2_000_000_000
-        while !finished.withLock({ $0 }) && monoNow() < limit { usleep(1000) }
+        let limit = faultProxyNow() + 2_000_000_000
+        while !finished.withLock({ $0 }) && faultProxyNow() < limit { usleep(1000) }
     }
 
     private func wake() {
@@ -208,7 +211,7 @@ final class ProxyHub: @unchecked Sendable {
                 shared.withLock { $0.blackholedTotal += count }
             }
 
-            let now = monoNow()
+            let now = faultProxyNow()
             var fds: [pollfd] = [pollfd(fd: wakePipe[0], events: Int16(POLLIN), revents: 0)]
             for listener in listeners { fds.append(pollfd(fd: listener.fd, events: Int16(POLLIN), revents: 0)) }
             var timeout: Int64 = 50_000_000
@@ -249,7 +252,7 @@ final class ProxyHub: @unchecked Sendable {
                 acceptAll(listener)
             }
             let base = 1 + listeners.count
-            let afterPoll = monoNow()
+            let afterPoll = faultProxyNow()
             for (index, c) in polled.enumerated() {
                 let clientRevents = Int32(fds[base + 2 * index].revents)
                 let upstreamRevents = Int32(fds[base + 2 * index + 1].revents)
@@ -383,4 +386,18 @@ final class ProxyHub: @unchecked Sendable {
         c.client = -1
         c.upstream = -1
     }
+}
+
+/// A proxy could not be set up (socket, bind, listen or pipe failed).
+public struct FaultProxyError: Error, CustomStringConvertible {
+    /// What failed, with `strerror`.
+    public var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds (the same clock `stall(until:proxies:)` takes).
+public func faultProxyNow() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
 }
