@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "Kubernetes", targets: ["Kubernetes"]),
         .library(name: "KubernetesLock", targets: ["KubernetesLock"]),
         .library(name: "LeaseAPIServer", targets: ["LeaseAPIServer"]),
+        .library(name: "LeaderElectionService", targets: ["LeaderElectionService"]),
         .executable(name: "leasectl", targets: ["leasectl"]),
         .executable(name: "lease-apiserver", targets: ["lease-apiserver"]),
     ],
@@ -28,6 +29,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
         // The core: elector, ResourceLock contract, reference in-memory lock. Light dependencies only.
@@ -124,6 +126,18 @@ let package = Package(
         .target(
             name: "KubernetesTesting",
             dependencies: ["Kubernetes", "LeaseAPIServer", "Etcd", "EtcdTesting", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        // Ecosystem glue: a swift-service-lifecycle Service that runs work only while leading, and kube's
+        // --leader-elect* flags as swift-argument-parser options.
+        .target(
+            name: "LeaderElectionService",
+            dependencies: [
+                "LeaderElection",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         // Starts real etcd servers (single member, 3-member cluster, TLS) for tests. Not a product.
@@ -245,6 +259,20 @@ let package = Package(
             name: "lease-fuzz",
             dependencies: ["LeaderElection", "FileLock", "Etcd", "EtcdLock", "Kubernetes", "KubernetesLock", "CEtcdShim"],
             path: "Sources/lease-fuzz",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "LeaderElectionServiceTests",
+            dependencies: [
+                "LeaderElectionService",
+                "LeaderElection",
+                "FileLock",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "InMemoryLogging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,0 +1,2 @@
+import LeaderElection
+import ServiceLifecycle

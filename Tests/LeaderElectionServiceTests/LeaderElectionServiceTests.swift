@@ -1,0 +1,2 @@
+import LeaderElectionService
+import Testing
