@@ -428,21 +428,9 @@ public final class EtcdServer: Sendable {
         }
         guard let pid else { return }
         let limit = ContinuousClock.now + .seconds(2)
-        while ContinuousClock.now < limit && !Self.allThreadsStopped(pid) {
+        while ContinuousClock.now < limit && !ProcFS.allThreadsStopped(pid) {
             usleep(200)
         }
-    }
-
-    /// `true` when every thread of `pid` is in state `T` (stopped) according to `/proc`.
-    private static func allThreadsStopped(_ pid: Int32) -> Bool {
-        guard let threads = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task"), !threads.isEmpty else { return true }
-        for thread in threads {
-            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/task/\(thread)/stat", encoding: .utf8),
-                  let close = stat.lastIndex(of: ")") else { continue }
-            let state = stat[stat.index(after: close)...].dropFirst().first
-            if state != "T" && state != "t" { return false }
-        }
-        return true
     }
 
     /// Lets a paused member run again (`SIGCONT`).

@@ -44,9 +44,7 @@ private func hostName() -> String {
 
 /// Field 22 of `/proc/<pid>/stat` (start time in clock ticks since boot): tells a pid apart from its reuse.
 private func processStartTime(_ pid: pid_t) -> String? {
-    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-          let close = stat.lastIndex(of: ")") else { return nil }
-    let fields = stat[stat.index(after: close)...].split(separator: " ")
+    guard let fields = ProcFS.statFields("/proc/\(pid)/stat") else { return nil }
     // After "(comm)": field 3 (state) is fields[0], so field 22 is fields[19].
     return fields.count > 19 ? String(fields[19]) : nil
 }
@@ -61,7 +59,7 @@ func sweepStaleDirectories() {
     let host = hostName()
     for entry in entries where entry.hasPrefix(directoryPrefix) {
         let path = root + "/" + entry
-        guard let record = try? String(contentsOfFile: path + "/owner", encoding: .utf8) else { continue }
+        guard let record = ProcFS.read(path + "/owner") else { continue }
         let fields = record.split(whereSeparator: \.isWhitespace).map(String.init)
         guard fields.count == 3, let pid = pid_t(fields[0]), fields[2] == host else { continue }
         if pid == getpid() { continue }

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import EtcdTesting
 import Foundation
 import Synchronization
 
@@ -157,7 +158,7 @@ final class Child: Sendable {
     func stop() {
         signal(SIGSTOP)
         let limit = monoNow() + 2_000_000_000
-        while monoNow() < limit && !allThreadsStopped(pid) { usleep(200) }
+        while monoNow() < limit && !ProcFS.allThreadsStopped(pid) { usleep(200) }
     }
 
     func resume() { signal(SIGCONT) }
@@ -188,14 +189,3 @@ final class Child: Sendable {
     }
 }
 
-/// `true` when every thread of `pid` is stopped (state `T`/`t` in /proc).
-func allThreadsStopped(_ pid: pid_t) -> Bool {
-    guard let threads = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task"), !threads.isEmpty else { return true }
-    for thread in threads {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/task/\(thread)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { continue }
-        let state = stat[stat.index(after: close)...].dropFirst().first
-        if state != "T" && state != "t" { return false }
-    }
-    return true
-}
