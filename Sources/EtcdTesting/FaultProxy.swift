@@ -97,7 +97,7 @@ public final class FaultProxy: @unchecked Sendable {
 
     /// Starts the proxy thread (no listeners yet; add them with ``addProxy(id:upstream:)``).
     public init() throws {
-        guard pipe(&wakePipe) == 0 else { throw FaultProxyError("pipe: \(String(cString: strerror(errno)))") }
+        guard pipe(&wakePipe) == 0 else { throw EtcdTestingError("pipe: \(String(cString: strerror(errno)))") }
         for fd in wakePipe {
             _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
             _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
@@ -110,27 +110,7 @@ public final class FaultProxy: @unchecked Sendable {
 
     /// Starts a proxy to `127.0.0.1:upstream`; returns its port.
     public func addProxy(id: Int, upstream: UInt16) throws -> UInt16 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw FaultProxyError("socket: \(String(cString: strerror(errno)))") }
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard bound == 0, listen(fd, 128) == 0 else {
-            let why = String(cString: strerror(errno))
-            close(fd)
-            throw FaultProxyError("proxy bind/listen: \(why)")
-        }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        let port = UInt16(bigEndian: address.sin_port)
+        let (fd, port) = try bindLoopbackSocket(listenBacklog: 128, nonBlocking: true)
         shared.withLock { state in
             state.newListeners.append((id, fd, upstream))
             state.settings[id] = Settings()
@@ -386,13 +366,6 @@ public final class FaultProxy: @unchecked Sendable {
         c.client = -1
         c.upstream = -1
     }
-}
-
-/// A proxy could not be set up (socket, bind, listen or pipe failed).
-public struct FaultProxyError: Error, CustomStringConvertible {
-    /// What failed, with `strerror`.
-    public var description: String
-    init(_ description: String) { self.description = description }
 }
 
 /// CLOCK_MONOTONIC in nanoseconds (the same clock `stall(until:proxies:)` takes).

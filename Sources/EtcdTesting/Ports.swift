@@ -27,25 +27,8 @@ enum PortAllocator {
             if attempts > count * 50 {
                 throw EtcdTestingError("could not find \(count) free loopback ports")
             }
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            guard fd >= 0 else { throw EtcdTestingError("socket: \(String(cString: strerror(errno)))") }
+            let (fd, port) = try bindLoopbackSocket(listenBacklog: nil)
             sockets.append(fd)
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = 0
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let bound = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                }
-            }
-            guard bound == 0 else { throw EtcdTestingError("bind 127.0.0.1:0: \(String(cString: strerror(errno)))") }
-            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            let named = withUnsafeMutablePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-            }
-            guard named == 0 else { throw EtcdTestingError("getsockname: \(String(cString: strerror(errno)))") }
-            let port = UInt16(bigEndian: address.sin_port)
             let fresh = reserved.withLock { reserved in reserved.insert(port).inserted }
             if fresh { ports.append(port) }
         }
@@ -75,4 +58,32 @@ func acceptsConnections(port: UInt16) -> Bool {
         }
     }
     return rc == 0
+}
+
+/// A TCP socket bound to `127.0.0.1` on a port the kernel picks (`SO_REUSEADDR`, close-on-exec), listening when
+/// `backlog` is given. Returns the descriptor and the port; the caller owns (and closes) the descriptor.
+public func bindLoopbackSocket(listenBacklog backlog: Int32?, nonBlocking: Bool = false) throws(EtcdTestingError) -> (fd: Int32, port: UInt16) {
+    var type = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
+    if nonBlocking { type |= Int32(SOCK_NONBLOCK.rawValue) }
+    let fd = socket(AF_INET, type, 0)
+    guard fd >= 0 else { throw EtcdTestingError("socket: \(String(cString: strerror(errno)))") }
+    var one: Int32 = 1
+    if backlog != nil { setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size)) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = 0
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let bound = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    guard bound == 0, backlog.map({ listen(fd, $0) == 0 }) ?? true,
+          withUnsafeMutablePointer(to: &address, {
+              $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+          }) == 0 else {
+        let why = String(cString: strerror(errno))
+        close(fd)
+        throw EtcdTestingError("bind/listen on 127.0.0.1:0: \(why)")
+    }
+    return (fd, UInt16(bigEndian: address.sin_port))
 }
