@@ -38,6 +38,10 @@ import Synchronization
 ///   or a change notification from the lock — no polling where the store can tell us.
 /// - A corrupt record is reported and treated as held by an unknown holder: once unchanged for
 ///   `leaseDuration` it is overwritten by compare-and-swap.
+/// - Targeted hand-off (Kubernetes' coordinated election `preferredHolder`, ``requestHandoff(on:to:)``): a leader
+///   that finds another candidate named as preferred holder drains its work and releases the lease, keeping the
+///   name; the others stand back for one `leaseDuration` from when they saw it so the preferred candidate takes
+///   over, and take part again after that if it did not (it may be gone).
 ///
 /// ## What it does not guarantee
 /// - Safety assumes clocks advance at similar *rates*; a candidate whose clock runs faster than the
@@ -269,6 +273,11 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
             if !holder.isEmpty && holder != me && expiry > now && !fetched.holderIsKnownGone {
                 return .wait(expiry: expiry)
             }
+            if let preferred = fetched.record.preferredHolder, !preferred.isEmpty, preferred != me {
+                // A hand-off to someone else is under way: leave the lease to them for one lease duration.
+                let standBackUntil = observedAt.advanced(by: configuration.leaseDuration)
+                if standBackUntil > now { return .wait(expiry: standBackUntil) }
+            }
             if fetched.holderIsKnownGone && !holder.isEmpty && holder != me {
                 logger.debug("holder verified gone by the lock; taking over", metadata: ["leader_election.holder": "\(holder)"])
             }
@@ -373,29 +382,35 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
         broadcaster.send(.startedLeading(term))
 
         let workTask = Task { try await work(term) }
-        let renewer = Task { await self.renewLoop(control, onLost: { workTask.cancel() }) }
-
         let box = OneShot<Drain<R>>()
-        let watcher = Task {
-            let result = await workTask.result
-            box.offer(.workStopped(result))
-        }
         let drainTimeout = configuration.drainTimeout ?? configuration.renewDeadline
         let clock = self.clock
         let cancelled = Mutex(false)
         let drainTimer = Mutex<Task<Void, Never>?>(nil)
+        // Cancels the work and gives it `drainTimeout` to stop (on cancellation of `run`, or a hand-off).
+        let drain: @Sendable () -> Void = {
+            workTask.cancel()
+            drainTimer.withLock { timer in
+                guard timer == nil else { return }
+                timer = Task {
+                    do {
+                        try await clock.sleep(until: clock.now.advanced(by: drainTimeout), tolerance: nil)
+                        box.offer(.timedOut)
+                    } catch {}
+                }
+            }
+        }
+        let renewer = Task { await self.renewLoop(control, onLost: { workTask.cancel() }, onHandoff: drain) }
+
+        let watcher = Task {
+            let result = await workTask.result
+            box.offer(.workStopped(result))
+        }
         let drained = await withTaskCancellationHandler {
             await box.value()
         } onCancel: {
             cancelled.withLock { $0 = true }
-            workTask.cancel()
-            let timer = Task {
-                do {
-                    try await clock.sleep(until: clock.now.advanced(by: drainTimeout), tolerance: nil)
-                    box.offer(.timedOut)
-                } catch {}
-            }
-            drainTimer.withLock { $0 = timer }
+            drain()
         }
         drainTimer.withLock { $0?.cancel() }
         _ = watcher
@@ -415,7 +430,11 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
                 logger.warning("leader work did not stop within the drain timeout; leaving the lease to expire instead of releasing it",
                                metadata: ["leader_election.drain_timeout": "\(formatDuration(drainTimeout))"])
                 reason = .cancelled
-                outcome = .cancelled
+                outcome = wasCancelled ? .cancelled : .lost
+            case .workStopped where control.handingOff && !wasCancelled:
+                let released = await Task(operation: { await self.release(control) }).value
+                reason = released ? .handedOff : .cancelled
+                outcome = .lost   // campaign again, standing back while the preferred holder takes over
             case .workStopped(let result):
                 let shouldRelease = wasCancelled ? configuration.releaseOnCancel : true
                 // The calling task may be cancelled: release from a task that is not.
@@ -442,10 +461,12 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
         case renewed
         case lost(String)
         case failed(any Error)
+        case handoff(to: String)
     }
 
-    /// Renews every `retryPeriod` until cancelled (returns) or lost (calls `onLost`, returns).
-    private func renewLoop(_ control: TermControl, onLost: @Sendable () -> Void) async {
+    /// Renews every `retryPeriod` until cancelled (returns) or lost (calls `onLost`, returns). A hand-off request
+    /// calls `onHandoff` once and keeps renewing while the work drains.
+    private func renewLoop(_ control: TermControl, onLost: @Sendable () -> Void, onHandoff: @Sendable () -> Void) async {
         var lastAttempt = control.startedAt
         while !Task.isCancelled {
             do {
@@ -485,6 +506,12 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
                 logger.info("leadership lost", metadata: ["leader_election.reason": "\(why)"])
                 onLost()
                 return
+            case .handoff(let preferred):
+                if control.beginHandoff(to: preferred) {
+                    logger.info("another candidate is the preferred holder; draining work to hand the lease over",
+                                metadata: ["leader_election.preferred_holder": "\(preferred)"])
+                    onHandoff()
+                }
             case .failed(let error):
                 if Task.isCancelled { return }
                 logger.info("failed to renew lease", metadata: ["error": "\(error)"])
@@ -504,6 +531,7 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
         guard var desired = observed, let version, desired.holderIdentity == me else {
             return .lost("observed record is not held by \(me)")
         }
+        if let preferred = Self.otherPreferredHolder(desired, me: me), !control.handingOff { return .handoff(to: preferred) }
         desired.renewTime = configuration.wallClock.now()
         desired.leaseDuration = configuration.leaseDuration
         do {
@@ -527,6 +555,9 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
                     ? "the lease was released by someone else"
                     : "the lease is held by \(fetched.record.holderIdentity)")
             }
+            if let preferred = Self.otherPreferredHolder(fetched.record, me: me), !control.handingOff {
+                return .handoff(to: preferred)
+            }
             var slow = fetched.record
             slow.renewTime = configuration.wallClock.now()
             slow.leaseDuration = configuration.leaseDuration
@@ -538,6 +569,12 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
         } catch {
             return .failed(error)
         }
+    }
+
+    /// The record's preferred holder when it names a candidate other than `me`.
+    private static func otherPreferredHolder(_ record: LeaderElectionRecord, me: String) -> String? {
+        guard let preferred = record.preferredHolder, !preferred.isEmpty, preferred != me else { return nil }
+        return preferred
     }
 
     private func renewed(_ control: TermControl, _ record: LeaderElectionRecord, version: LockVersion, attemptStart: C.Instant) {
@@ -561,9 +598,10 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
         for _ in 0..<8 {
             guard base.holderIdentity == me else { return false }
             let wall = configuration.wallClock.now()
+            // A pending hand-off (strategy + preferredHolder) survives the release, so the others stand back.
             let released = LeaderElectionRecord(
                 holderIdentity: "", leaseDuration: .seconds(1), acquireTime: wall, renewTime: wall,
-                leaseTransitions: base.leaseTransitions)
+                leaseTransitions: base.leaseTransitions, strategy: base.strategy, preferredHolder: base.preferredHolder)
             do {
                 let expected = version
                 let newVersion = try await withDeadline(deadline, clock: clock, what: "releasing \(lock)") {
@@ -597,6 +635,7 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
         private struct Inner {
             var deadline: C.Instant
             var lost = false
+            var handoff: String?
             var term: LeadershipTerm?
         }
         private let inner: LockedBox<Inner>
@@ -615,6 +654,15 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
         var term: LeadershipTerm? {
             get { inner.withLock { $0.term } }
             set { inner.withLock { $0.term = newValue } }
+        }
+        var handingOff: Bool { inner.withLock { $0.handoff != nil } }
+        /// Records a hand-off request; `true` the first time.
+        func beginHandoff(to preferred: String) -> Bool {
+            inner.withLock { inner in
+                guard inner.handoff == nil else { return false }
+                inner.handoff = preferred
+                return true
+            }
         }
         func extend(to deadline: C.Instant) { inner.withLock { $0.deadline = max($0.deadline, deadline) } }
         func markLost() {

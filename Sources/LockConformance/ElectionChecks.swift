@@ -12,6 +12,7 @@ enum ElectionChecks {
             .init(name: "election.wallClockOffsetsDoNotMatter", layer: .election, run: wallClockOffsets),
             .init(name: "election.fencingTokensStrictlyIncrease", layer: .election, run: fencingTokens),
             .init(name: "election.corruptRecordRecovers", layer: .election, run: corruptRecord),
+            .init(name: "election.handoffGoesToThePreferredHolder", layer: .election, run: handoff),
         ]
     }
 
@@ -187,5 +188,41 @@ enum ElectionChecks {
                      "a overwrote a corrupt record after \(start.duration(to: h.clock.now)), before it stayed unchanged for the lease duration")
         let record = try await a.lock.base.get()
         try c.expect(record?.record.holderIdentity == "a", "after recovery the record is \(String(describing: record))")
+    }
+
+    /// `requestHandoff(on:to:)`: the leader drains and releases, the named candidate (not the other follower)
+    /// takes over at once, and the name is cleared.
+    static func handoff(_ c: ConformanceContext) async throws {
+        let h = ElectionHarness(c)
+        let a = try await h.spawn("a")
+        try await h.run(until: "a leads") { a.elector.isLeader }
+        let b = try await h.spawn("b")
+        let target = try await h.spawn("c")
+        try await h.run(until: "b and c follow a") { b.elector.currentLeader == "a" && target.elector.currentLeader == "a" }
+        let tokenA = a.elector.currentTerm!.fencingToken
+        let stops = LockedList<StopReason>()
+        let events = a.elector.events()
+        let collector = Task { for await event in events { if case .stoppedLeading(_, let reason) = event { stops.append(reason) } } }
+        defer { collector.cancel() }
+        try await h.quiesce()
+        let requested = h.clock.now
+        let written = try await requestHandoff(on: a.lock.base, to: "c")
+        try c.expect(written.preferredHolder == "c" && written.holderIdentity == "a" && !(written.strategy ?? "").isEmpty,
+                     "requestHandoff wrote \(written), expected holder a, preferredHolder c and a strategy")
+        try await h.run(until: "c leads after a hands off") { target.elector.isLeader }
+        try c.expect(requested.duration(to: h.clock.now) < h.configuration.leaseDuration,
+                     "the hand-off took \(requested.duration(to: h.clock.now)) of simulated time: c waited for the lease to expire")
+        try c.expect(!h.allIntervals.contains { $0.identity == "b" }, "b led during a hand-off to c")
+        try c.expect(a.isRunning && !a.elector.isLeader, "a should still be campaigning as a follower after handing off")
+        try await h.wait(until: "a reports its stop reason") { !stops.all.isEmpty }
+        try c.expect(stops.all.first == .handedOff, "a stopped with \(stops.all), expected handedOff")
+        try c.expect(target.elector.currentTerm?.fencingToken == tokenA + 1,
+                     "c's token is \(String(describing: target.elector.currentTerm?.fencingToken)), expected \(tokenA + 1)")
+        guard let record = try await target.lock.base.get() else { throw c.fail("record vanished after the hand-off") }
+        try c.expect(record.record.holderIdentity == "c" && record.record.preferredHolder == nil,
+                     "after the hand-off the record is \(record.record), expected holder c and no preferredHolder")
+        // Leadership stays with c: a and b do not take it back.
+        for _ in 0..<10 { try await h.step() }
+        try c.expect(h.leaders.map(\.identity) == ["c"], "leadership moved after the hand-off: \(h.leaders.map(\.identity))")
     }
 }

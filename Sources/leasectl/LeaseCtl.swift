@@ -37,6 +37,7 @@ struct LeaseCtl: AsyncParsableCommand {
             ElectCommand.self,
             GetCommand.self,
             ReleaseCommand.self,
+            HandoffCommand.self,
             DemoCommand.self,
             TortureWriteCommand.self,
         ]
