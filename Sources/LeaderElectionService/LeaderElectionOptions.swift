@@ -56,7 +56,7 @@ public struct LeaderElectionOptions: ParsableArguments, Sendable {
     @Option(
         name: .customLong("leader-elect-lease-duration"),
         help: ArgumentHelp(
-            "The duration that non-leader candidates will wait after observing a leadership renewal until attempting to acquire leadership of a led but unrenewed leader slot. This is effectively the maximum duration that a leader can be stopped before it is replaced by another candidate. This is only applicable if leader election is enabled.",
+            "The duration that non-leader candidates will wait after observing a leadership renewal until attempting to acquire leadership of a led but unrenewed leader slot. This is effectively the maximum duration that a leader can be stopped before it is replaced by another candidate. This is only applicable if leader election is enabled. (default: 15s)",
             valueName: "duration"),
         transform: { try GoDuration(parsing: $0) })
     public var leaseDuration: GoDuration = GoDuration(.seconds(15))
@@ -64,7 +64,7 @@ public struct LeaderElectionOptions: ParsableArguments, Sendable {
     @Option(
         name: .customLong("leader-elect-renew-deadline"),
         help: ArgumentHelp(
-            "The interval between attempts by the acting master to renew a leadership slot before it stops leading. This must be less than the lease duration. This is only applicable if leader election is enabled.",
+            "The interval between attempts by the acting master to renew a leadership slot before it stops leading. This must be less than the lease duration. This is only applicable if leader election is enabled. (default: 10s)",
             valueName: "duration"),
         transform: { try GoDuration(parsing: $0) })
     public var renewDeadline: GoDuration = GoDuration(.seconds(10))
@@ -72,7 +72,7 @@ public struct LeaderElectionOptions: ParsableArguments, Sendable {
     @Option(
         name: .customLong("leader-elect-retry-period"),
         help: ArgumentHelp(
-            "The duration the clients should wait between attempting acquisition and renewal of a leadership. This is only applicable if leader election is enabled.",
+            "The duration the clients should wait between attempting acquisition and renewal of a leadership. This is only applicable if leader election is enabled. (default: 2s)",
             valueName: "duration"),
         transform: { try GoDuration(parsing: $0) })
     public var retryPeriod: GoDuration = GoDuration(.seconds(2))
@@ -163,6 +163,10 @@ public struct LeaderElectionOptions: ParsableArguments, Sendable {
     ///
     /// - Throws: `ValidationError` with the message ArgumentParser prints.
     public func validate() throws {
+        if let invalid = leaderElectValue, invalid.value == nil {
+            // ArgumentParser would otherwise read an unparsable value as the bare flag (true).
+            throw ValidationError("invalid argument \"\(invalid.text)\" for \"--leader-elect\" flag: strconv.ParseBool: parsing \"\(invalid.text)\": invalid syntax (write --leader-elect=true or --leader-elect=false)")
+        }
         guard leaderElect else { return }
         let lease = leaseDuration.duration, renew = renewDeadline.duration, retry = retryPeriod.duration
         func flags(_ pairs: (String, GoDuration)...) -> String {
@@ -221,19 +225,26 @@ public struct LeaderElectionOptions: ParsableArguments, Sendable {
     }
 }
 
-/// A boolean in Go's `strconv.ParseBool` spellings, as pflag's boolean flags take them.
+/// A boolean in Go's `strconv.ParseBool` spellings, as pflag's boolean flags take them. Any text is
+/// accepted here and an invalid one (``value`` `nil`) is reported by ``LeaderElectionOptions/validate()``,
+/// because ArgumentParser reads a `defaultAsFlag` option whose value does not parse as the bare flag.
 struct KubeBool: ExpressibleByArgument, Sendable, Hashable, CustomStringConvertible {
-    var value: Bool
-    init(_ value: Bool) { self.value = value }
+    var value: Bool?
+    var text: String
+    init(_ value: Bool) {
+        self.value = value
+        self.text = value ? "true" : "false"
+    }
     init?(argument: String) {
+        text = argument
         switch argument {
         case "1", "t", "T", "true", "TRUE", "True": value = true
         case "0", "f", "F", "false", "FALSE", "False": value = false
-        default: return nil
+        default: value = nil
         }
     }
     static var allValueStrings: [String] { ["true", "false"] }
-    var description: String { value ? "true" : "false" }
+    var description: String { text }
 }
 
 /// What a `--leader-elect-lock-url` names.
