@@ -150,6 +150,7 @@ let package = Package(
             name: "leasectl",
             dependencies: [
                 "LeaderElection",
+                "LeaderElectionService",
                 "FileLock",
                 "Etcd",
                 "EtcdLock",

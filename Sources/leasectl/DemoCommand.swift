@@ -1,4 +1,5 @@
 import ArgumentParser
+import LeaderElectionService
 import Foundation
 
 /// `leasectl demo`: leader election among real processes on a file lock, narrated with measured times.

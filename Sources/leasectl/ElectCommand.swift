@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LeaderElection
+import LeaderElectionService
 import Logging
 
 /// `leasectl elect`: campaign for a lock and, while leading, run a command (or just hold the lease).

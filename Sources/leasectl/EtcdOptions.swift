@@ -6,6 +6,7 @@ import Musl
 import Darwin
 #endif
 import ArgumentParser
+import LeaderElectionService
 import Etcd
 import Foundation
 

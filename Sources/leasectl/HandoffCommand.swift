@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LeaderElection
+import LeaderElectionService
 
 /// `leasectl handoff`: ask the leader to hand over to a named candidate (Kubernetes' `preferredHolder`).
 struct HandoffCommand: AsyncParsableCommand {

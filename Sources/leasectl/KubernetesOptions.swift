@@ -1,4 +1,5 @@
 import ArgumentParser
+import LeaderElectionService
 import Foundation
 import Kubernetes
 
