@@ -30,6 +30,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.1.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
     ],
     targets: [
         // The core: elector, ResourceLock contract, reference in-memory lock. Light dependencies only.
@@ -38,6 +40,7 @@ let package = Package(
             dependencies: [
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -140,6 +143,25 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Examples (built by `make test`): a worker elected with kube's flags, serving its metrics for Prometheus.
+        .executableTarget(
+            name: "metrics-worker-example",
+            dependencies: [
+                "LeaderElection",
+                "LeaderElectionService",
+                "FileLock",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "Examples/metrics-worker",
+            swiftSettings: swiftSettings
+        ),
         // Starts real etcd servers (single member, 3-member cluster, TLS) for tests. Not a product.
         .target(
             name: "EtcdTesting",
@@ -166,6 +188,7 @@ let package = Package(
             dependencies: [
                 "LeaderElection",
                 "LockConformance",
+                .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "InMemoryLogging", package: "swift-log"),
             ],

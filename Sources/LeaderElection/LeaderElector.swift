@@ -1,6 +1,7 @@
 import CoreMetrics
 import Logging
 import Synchronization
+import Tracing
 
 /// Elects one leader among candidates sharing a ``ResourceLock``, with client-go's semantics, and runs
 /// leader-only work in a child task for exactly as long as this candidate leads.
@@ -64,6 +65,7 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
     private let clock: C
     private let logger: Logger
     private let metrics: LeaderElectionMetrics
+    private let tracer: any Tracer
     private let jitter: @Sendable () -> Double
     private let broadcaster = EventBroadcaster<LeaderElectionEvent>()
     private let wake = WakeSignal()
@@ -88,6 +90,8 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
     ///   - clock: the monotonic clock expiry is measured on (inject a ``ManualClock`` in tests).
     ///   - logger: where to log; metadata keys are `leader_election.name`, `.identity`, `.lock`.
     ///   - metricsFactory: where metrics go; defaults to the global `MetricsSystem`.
+    ///   - tracer: where spans go (`leader_election.acquire`, `.renew`, `.release`); defaults to the global
+    ///     `InstrumentationSystem.tracer` (a no-op until one is bootstrapped).
     ///   - jitter: a source of uniform random numbers in `0..<1` for retry jitter.
     /// - Throws: ``LeaderElectionError/Code/invalidConfiguration`` naming the offending values.
     public init(
@@ -96,6 +100,7 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
         clock: C,
         logger: Logger = Logger(label: "leader-election", factory: { _ in SwiftLogNoOpLogHandler() }),
         metricsFactory: (any MetricsFactory)? = nil,
+        tracer: (any Tracer)? = nil,
         jitter: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }
     ) throws {
         try configuration.validate(identity: lock.identity)
@@ -108,6 +113,7 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
         logger[metadataKey: "leader_election.lock"] = .string(lock.description)
         self.logger = logger
         self.metrics = LeaderElectionMetrics(name: configuration.name, factory: metricsFactory ?? MetricsSystem.factory)
+        self.tracer = tracer ?? InstrumentationSystem.tracer
         self.jitter = jitter
     }
 
@@ -224,7 +230,29 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
         configuration.retryPeriod * (1 + max(0, min(1, jitter())) * configuration.jitterFactor)
     }
 
+    /// One acquisition attempt, in a `leader_election.acquire` span.
     private func tryAcquire() async -> AttemptOutcome {
+        await tracer.withSpan("leader_election.acquire", ofKind: .internal) { span in
+            setCommonAttributes(span)
+            let outcome = await tryAcquireUntraced()
+            switch outcome {
+            case .acquired(let control):
+                span.attributes["leader_election.outcome"] = "acquired"
+                span.attributes["leader_election.fencing_token"] = control.term?.fencingToken ?? -1
+            case .wait: span.attributes["leader_election.outcome"] = "wait"
+            case .retrySoon: span.attributes["leader_election.outcome"] = "conflict"
+            }
+            return outcome
+        }
+    }
+
+    private func setCommonAttributes(_ span: any Span) {
+        span.attributes["leader_election.name"] = configuration.name
+        span.attributes["leader_election.identity"] = lock.identity
+        span.attributes["leader_election.lock"] = lock.description
+    }
+
+    private func tryAcquireUntraced() async -> AttemptOutcome {
         let me = lock.identity
         let wall = configuration.wallClock.now()
         let fetched: VersionedRecord?
@@ -525,7 +553,30 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
         }
     }
 
+    /// One renewal, in a `leader_election.renew` span.
     private func tryRenew(_ control: TermControl, attemptStart: C.Instant) async -> RenewOutcome {
+        await tracer.withSpan("leader_election.renew", ofKind: .internal) { span in
+            setCommonAttributes(span)
+            span.attributes["leader_election.fencing_token"] = control.term?.fencingToken ?? -1
+            let outcome = await tryRenewUntraced(control, attemptStart: attemptStart)
+            switch outcome {
+            case .renewed: span.attributes["leader_election.outcome"] = "renewed"
+            case .lost(let why):
+                span.attributes["leader_election.outcome"] = "lost"
+                span.setStatus(SpanStatus(code: .error, message: why))
+            case .failed(let error):
+                span.attributes["leader_election.outcome"] = "failed"
+                span.recordError(error)
+                span.setStatus(SpanStatus(code: .error, message: "\(error)"))
+            case .handoff(let preferred):
+                span.attributes["leader_election.outcome"] = "handoff"
+                span.attributes["leader_election.preferred_holder"] = preferred
+            }
+            return outcome
+        }
+    }
+
+    private func tryRenewUntraced(_ control: TermControl, attemptStart: C.Instant) async -> RenewOutcome {
         let me = lock.identity
         let (observed, version) = state.withLock { ($0.record, $0.version) }
         guard var desired = observed, let version, desired.holderIdentity == me else {
@@ -587,8 +638,19 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
         control.extend(to: attemptStart.advanced(by: configuration.renewDeadline))
     }
 
-    /// Writes an empty holder by compare-and-swap, retrying while this candidate is still the holder.
+    /// Writes an empty holder by compare-and-swap, retrying while this candidate is still the holder; in a
+    /// `leader_election.release` span.
     private func release(_ control: TermControl) async -> Bool {
+        await tracer.withSpan("leader_election.release", ofKind: .internal) { span in
+            setCommonAttributes(span)
+            span.attributes["leader_election.fencing_token"] = control.term?.fencingToken ?? -1
+            let released = await releaseUntraced(control)
+            span.attributes["leader_election.outcome"] = released ? "released" : "not released"
+            return released
+        }
+    }
+
+    private func releaseUntraced(_ control: TermControl) async -> Bool {
         let me = lock.identity
         let deadline = clock.now.advanced(by: configuration.renewDeadline)
         guard var (base, version) = state.withLock({ state -> (LeaderElectionRecord, LockVersion)? in
@@ -680,8 +742,9 @@ extension LeaderElector where C == ContinuousClock {
         lock: any ResourceLock,
         configuration: LeaderElectionConfiguration = .init(),
         logger: Logger = Logger(label: "leader-election", factory: { _ in SwiftLogNoOpLogHandler() }),
-        metricsFactory: (any MetricsFactory)? = nil
+        metricsFactory: (any MetricsFactory)? = nil,
+        tracer: (any Tracer)? = nil
     ) throws {
-        try self.init(lock: lock, configuration: configuration, clock: ContinuousClock(), logger: logger, metricsFactory: metricsFactory)
+        try self.init(lock: lock, configuration: configuration, clock: ContinuousClock(), logger: logger, metricsFactory: metricsFactory, tracer: tracer)
     }
 }

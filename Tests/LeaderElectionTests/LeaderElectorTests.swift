@@ -1,5 +1,6 @@
 import LeaderElection
 import LockConformance
+import InMemoryTracing
 import MetricsTestKit
 import Synchronization
 import Testing
@@ -274,6 +275,29 @@ private func ghostRecord(_ holder: String = "ghost", duration: Duration = .secon
         run.cancel()
         _ = try await run.value
         #expect(try metrics.expectGauge("leader_election_master_status", [("name", "test")]).lastValue == 0)
+    }
+
+    @Test func acquireRenewAndReleaseAreTraced() async throws {
+        let tracer = InMemoryTracer()
+        let store = InMemoryLockStore()
+        let clock = ManualClock()
+        let lock = InstrumentedLock(store.lock(identity: "a"))
+        let elector = try LeaderElector(lock: lock, configuration: config, clock: clock, tracer: tracer, jitter: fixedJitter)
+        let run = Task { try await elector.run { _ in try? await Task.sleep(for: .seconds(3600)) } }
+        try await eventually("leading") { elector.isLeader }
+        try await settle(clock, parked: 1, locks: [lock])
+        clock.advanceToNextDeadline()
+        try await settle(clock, parked: 1, locks: [lock])
+        run.cancel()
+        _ = try await run.value
+        let spans = tracer.finishedSpans
+        #expect(spans.map(\.operationName) == ["leader_election.acquire", "leader_election.renew", "leader_election.release"])
+        for span in spans {
+            #expect(span.attributes["leader_election.name"]?.toSpanAttribute() == "test")
+            #expect(span.attributes["leader_election.identity"]?.toSpanAttribute() == "a")
+        }
+        #expect(spans.map { $0.attributes["leader_election.outcome"]?.toSpanAttribute() } == ["acquired", "renewed", "released"])
+        #expect(spans.allSatisfy { $0.attributes["leader_election.fencing_token"]?.toSpanAttribute() == 0 })
     }
 
     @Test func releaseNeverOverwritesAnotherHoldersRecord() async throws {
