@@ -4,7 +4,7 @@ export PATH := $(PATH):/opt/swift/usr/bin
 # gRPC core logs to stderr; tests that provoke TLS and connection failures on purpose would flood it.
 export GRPC_VERBOSITY ?= NONE
 
-.PHONY: all bootstrap build test compose-check demo bench chaos fuzz fuzz-lsan clean
+.PHONY: all bootstrap build test compose-check docs demo bench chaos fuzz fuzz-lsan clean
 
 all: build
 
@@ -15,13 +15,19 @@ build: bootstrap
 	$(SWIFT) build
 
 # Validates docker-compose.yml first, builds everything (including the leasectl binary the multi-process tests
-# spawn), runs every test target, then the C shim's smoke program under valgrind (fails on any leak or error).
+# spawn), runs every test target, then the C shim's smoke program under valgrind (fails on any leak or error), the
+# fuzz corpus replay, the seeded chaos subset and the DocC catalog check.
 test: bootstrap compose-check
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 	scripts/valgrind-shim
 	scripts/fuzz --smoke
 	scripts/chaos --smoke
+	scripts/docs
+
+# Builds the DocC catalog (Sources/LeaderElection/LeaderElection.docc) into .build-docs; fails on any DocC warning.
+docs:
+	scripts/docs
 
 # Validates docker-compose.yml (the 3-member etcd cluster for manual use); needs no Docker engine.
 compose-check: bootstrap
@@ -55,4 +61,4 @@ fuzz-lsan: bootstrap
 	scripts/fuzz --lsan
 
 clean:
-	rm -rf .build $(BENCH_SCRATCH) .build-chaos .build-fuzz .build-asan chaos
+	rm -rf .build $(BENCH_SCRATCH) .build-chaos .build-fuzz .build-asan .build-docs chaos

@@ -30,6 +30,8 @@ public final class InMemoryLockStore: Sendable {
     public func lock(identity: String) -> InMemoryLock { InMemoryLock(store: self, identity: identity) }
 
     /// Replaces the stored data with bytes that do not decode, to exercise corrupt-record handling.
+    ///
+    /// - Parameter bytes: the raw bytes to store instead of a record.
     public func writeGarbage(_ bytes: [UInt8]) {
         write { state in state.stored = .garbage(bytes) }
     }

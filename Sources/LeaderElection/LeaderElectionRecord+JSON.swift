@@ -36,7 +36,9 @@ extension LeaderElectionRecord {
 
     /// Decodes a record written by ``jsonBytes(extraFields:)`` or by client-go.
     ///
-    /// - Parameter extraFields: names of integer bookkeeping fields to return alongside the record.
+    /// - Parameters:
+    ///   - bytes: the JSON document.
+    ///   - extraFields: names of integer bookkeeping fields to return alongside the record.
     /// - Throws: ``LeaderElectionError`` with code ``LeaderElectionError/Code/corruptRecord`` for
     ///   anything that is not a well-formed record (bad JSON, wrong types, negative durations or
     ///   transitions, unparsable timestamps).

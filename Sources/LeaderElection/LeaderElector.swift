@@ -39,7 +39,7 @@ import Tracing
 ///   or a change notification from the lock — no polling where the store can tell us.
 /// - A corrupt record is reported and treated as held by an unknown holder: once unchanged for
 ///   `leaseDuration` it is overwritten by compare-and-swap.
-/// - Targeted hand-off (Kubernetes' coordinated election `preferredHolder`, ``requestHandoff(on:to:)``): a leader
+/// - Targeted hand-off (Kubernetes' coordinated election `preferredHolder`, ``requestHandoff(on:to:maxAttempts:)``): a leader
 ///   that finds another candidate named as preferred holder drains its work and releases the lease, keeping the
 ///   name; the others stand back for one `leaseDuration` from when they saw it so the preferred candidate takes
 ///   over, and take part again after that if it did not (it may be gone).

@@ -80,7 +80,7 @@ public struct StopReason: Hashable, Sendable, CustomStringConvertible {
     /// The election was cancelled and the lease was left to expire: `releaseOnCancel` is off, the release
     /// failed, or the work did not stop within the drain timeout.
     public static let cancelled = StopReason(raw: "cancelled")
-    /// The record named another candidate as `preferredHolder` (a hand-off, ``requestHandoff(on:to:)``): the work
+    /// The record named another candidate as `preferredHolder` (a hand-off, ``requestHandoff(on:to:maxAttempts:)``): the work
     /// was cancelled and drained, then the lease released for that candidate. The elector campaigns again.
     public static let handedOff = StopReason(raw: "handedOff")
     public var description: String { raw }

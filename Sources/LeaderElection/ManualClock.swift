@@ -4,7 +4,7 @@ import Synchronization
 /// without sleeping.
 ///
 /// Sleepers wake, in deadline order, when ``advance(by:)`` moves time to or past their deadline.
-/// ``sleepers`` and ``waitForSleepers(atLeast:)`` let a test wait until the code under test is parked.
+/// ``sleepers`` and ``waitForSleepers(atLeast:timeout:)`` let a test wait until the code under test is parked.
 public final class ManualClock: Clock, Sendable {
     /// An instant of a ``ManualClock``: an offset from its start.
     public struct Instant: InstantProtocol, Hashable, Sendable, CustomStringConvertible {
