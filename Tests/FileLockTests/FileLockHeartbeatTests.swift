@@ -34,7 +34,7 @@ import Testing
             var states: [String: LeaseTransition.State] = [:]
             for _ in 0..<3 { if let t = await transitions.next() { states[t.name] = t.state } }
             #expect(states == ["a": .alive, "b": .expired, "c": .alive])
-            _ = withExtendedLifetime(a) {}
+            withExtendedLifetime(a) {}
         }
     }
 
