@@ -42,6 +42,10 @@ public final class KubernetesLock: ResourceLock {
         public var recordsEvents: Bool
         /// The `source.component` / `reportingComponent` of Events. Default `swift-leader-election`.
         public var eventComponent: String
+        /// Owner references added to the Lease's `metadata.ownerReferences` on every write where missing
+        /// (matched by `uid`), as the kubelet points its node lease at its `Node` so that the Lease is
+        /// garbage-collected with it. References already on the Lease are kept. Default none.
+        public var ownerReferences: [OwnerReference]
 
         /// Creates a configuration.
         public init(
@@ -49,13 +53,15 @@ public final class KubernetesLock: ResourceLock {
             namespace: String = "default",
             labels: [String: String] = [:],
             recordsEvents: Bool = true,
-            eventComponent: String = "swift-leader-election"
+            eventComponent: String = "swift-leader-election",
+            ownerReferences: [OwnerReference] = []
         ) {
             self.name = name
             self.namespace = namespace
             self.labels = labels
             self.recordsEvents = recordsEvents
             self.eventComponent = eventComponent
+            self.ownerReferences = ownerReferences
         }
     }
 
@@ -240,9 +246,14 @@ public final class KubernetesLock: ResourceLock {
         return LockVersion(rv)
     }
 
+    /// Merges the configured labels and owner references into `lease` (called before every write).
     private func mergeLabels(into lease: inout Lease) {
-        guard !configuration.labels.isEmpty else { return }
-        lease.metadata.labels = (lease.metadata.labels ?? [:]).merging(configuration.labels) { _, ours in ours }
+        if !configuration.labels.isEmpty {
+            lease.metadata.labels = (lease.metadata.labels ?? [:]).merging(configuration.labels) { _, ours in ours }
+        }
+        let present = Set((lease.metadata.ownerReferences ?? []).map(\.uid))
+        let missing = configuration.ownerReferences.filter { !present.contains($0.uid) }
+        if !missing.isEmpty { lease.metadata.ownerReferences = (lease.metadata.ownerReferences ?? []) + missing }
     }
 
     private func mapErrors<T>(_ body: () async throws -> T) async throws -> T {

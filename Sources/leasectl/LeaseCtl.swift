@@ -36,6 +36,7 @@ struct LeaseCtl: AsyncParsableCommand {
         subcommands: [
             ElectCommand.self,
             GetCommand.self,
+            HeartbeatCommand.self,
             ReleaseCommand.self,
             HandoffCommand.self,
             DemoCommand.self,
