@@ -89,7 +89,7 @@ struct MetricsEndpoint: Service {
             }
             .bind(host: host, port: port).get()
         print("metrics: http://\(host):\(channel.localAddress?.port ?? port)/metrics")
-        fflush(stdout)
+        fflush(nil)
         logger.info("serving metrics", metadata: ["metrics.address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
         try? await gracefulShutdown()
         try await channel.close()
@@ -112,6 +112,7 @@ private final class MetricsHandler: ChannelInboundHandler, Sendable {
         headers.add(name: "Connection", value: "close")
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: found ? .ok : .notFound, headers: headers))), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in context.close(promise: nil) }
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in bound.value.close(promise: nil) }
     }
 }

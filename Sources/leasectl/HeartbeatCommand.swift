@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LeaderElection
+import LeaderElectionService
 import Logging
 
 /// `leasectl heartbeat`: keep a heartbeat lease (the kubelet's node-lease pattern) until signalled.
