@@ -32,13 +32,15 @@ struct LeaseCtl: AsyncParsableCommand {
               leasectl get -A
               leasectl get -n kube-node-lease kubernetes://
               leasectl release --force kubernetes://default/cron
+              leasectl handoff --wait kubernetes://default/cron --to worker-2
+              leasectl heartbeat kubernetes://kube-node-lease/node-a --identity node-a
             """,
         subcommands: [
             ElectCommand.self,
             GetCommand.self,
-            HeartbeatCommand.self,
             ReleaseCommand.self,
             HandoffCommand.self,
+            HeartbeatCommand.self,
             DemoCommand.self,
             TortureWriteCommand.self,
         ]
