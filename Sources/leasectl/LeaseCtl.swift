@@ -38,6 +38,7 @@ struct LeaseCtl: AsyncParsableCommand {
             GetCommand.self,
             ReleaseCommand.self,
             HandoffCommand.self,
+            DoctorCommand.self,
             DemoCommand.self,
             TortureWriteCommand.self,
         ]
