@@ -46,8 +46,8 @@ struct DoctorCommand: AsyncParsableCommand {
 
             Examples:
               leasectl doctor file:///var/run/my-app/leader
-              leasectl doctor --lease-duration 30s --renew-deadline 20s kubernetes://kube-system/my-controller
-              leasectl doctor -o json --observe 20s etcd://127.0.0.1:2379/leader-election/default/cron
+              leasectl doctor --lease-duration 30s kubernetes://kube-system/my-controller
+              leasectl doctor -o json --observe 20s etcd://127.0.0.1:2379/le/default/cron
             """
     )
 

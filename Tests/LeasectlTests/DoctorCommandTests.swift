@@ -1,5 +1,6 @@
 import EtcdTesting
 import FileLock
+import KubernetesTesting
 import Foundation
 import LeaderElection
 import Testing
@@ -52,6 +53,48 @@ extension ProcessTests {
             } catch {
                 await group.stopAll()
                 throw error
+            }
+        }
+
+        /// `leader` campaigns on `lock` (with `arguments`), then doctor (with `arguments`) finds it healthy.
+        static func expectHealthyLeader(lock: String, arguments: [String]) async throws {
+            let directory = try LeasectlHarness.temporaryDirectory()
+            defer { LeasectlHarness.cleanUp(directory) }
+            let group = CandidateGroup(lock: lock, directory: directory, arguments: arguments + ["--retry-period", "300ms"])
+            do {
+                try group.start("leader")
+                _ = try await group.await("leader to lead") { $0.event == "startedLeading" }
+                let result = try await LeasectlHarness.run(["doctor", lock, "--retry-period", "300ms", "--observe", "1s"] + arguments)
+                #expect(result.status == .exited(0), "\(result)")
+                let holder = try #require(Self.line("holder", in: result), "\(result)")
+                #expect(holder.hasPrefix("OK ") && holder.contains("held by leader"), "\(result)")
+                #expect(Self.line("store", in: result)?.hasPrefix("OK ") == true, "\(result)")
+                #expect(Self.line("config", in: result)?.hasPrefix("OK ") == true, "\(result)")
+                await group.stopAll()
+            } catch {
+                await group.stopAll()
+                Issue.record("candidate logs:\n\(group.logs())")
+                throw error
+            }
+        }
+
+        @Test(.timeLimit(.minutes(1)))
+        func aRunningLeaderOnEtcdIsHealthy() async throws {
+            let etcd = try await EtcdServer.start(name: "leasectl-doctor")
+            do {
+                try await Self.expectHealthyLeader(lock: "etcd://\(etcd.endpoint)/leader-election/tests/doctor", arguments: [])
+            } catch {
+                await etcd.stop()
+                throw error
+            }
+            await etcd.stop()
+        }
+
+        @Test(.timeLimit(.minutes(1)))
+        func aRunningLeaderOnAKubernetesLeaseIsHealthy() async throws {
+            try await KubernetesTestEnvironment.with { env in
+                try await Self.expectHealthyLeader(
+                    lock: "kubernetes://\(env.namespace)/doctor", arguments: ["--kubeconfig", env.kubeconfigPath])
             }
         }
 
