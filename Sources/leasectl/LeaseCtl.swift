@@ -34,6 +34,7 @@ struct LeaseCtl: AsyncParsableCommand {
               leasectl release --force kubernetes://default/cron
               leasectl handoff --wait kubernetes://default/cron --to worker-2
               leasectl heartbeat kubernetes://kube-node-lease/node-a --identity node-a
+              leasectl doctor kubernetes://default/cron
             """,
         subcommands: [
             ElectCommand.self,
@@ -41,6 +42,7 @@ struct LeaseCtl: AsyncParsableCommand {
             ReleaseCommand.self,
             HandoffCommand.self,
             HeartbeatCommand.self,
+            DoctorCommand.self,
             DemoCommand.self,
             TortureWriteCommand.self,
         ]
