@@ -412,9 +412,13 @@ func followerLoadScenario(_ kind: BackendKind, followers: Int) -> Scenario {
                                        value: perSecond(followerCalls, wall), unit: "/s",
                                        goal: "0: followers cost no periodic requests when the store can watch",
                                        met: followerCalls == 0))
+            if leaderCalls > 0 {
+                metrics.append(FloorMetric(name: "follower lock calls per follower per leader lock call (1.0: every follower re-reads after each renewal it is told of)",
+                                           value: Double(followerCalls) / Double(followers) / Double(leaderCalls), unit: ""))
+            }
             metrics.append(FloorMetric(name: "CPU of this process (\(followers + 1) electors\(kind == .kubernetes ? " + the API server" : ""))",
                                        value: Double(cpu1 - cpu0) / 1e9 / wall * 100, unit: "% of one core"))
-            if let e0 = etcdCPU0, let e1 = etcdCPU1 {
+            if kind != .file, let e0 = etcdCPU0, let e1 = etcdCPU1 {
                 metrics.append(FloorMetric(name: "CPU of etcd", value: Double(e1 - e0) / 1e9 / wall * 100, unit: "% of one core"))
             }
             return ScenarioMeasurement(
