@@ -85,6 +85,7 @@ final class InstrumentedLock: ResourceLock {
         /// Every call made through this lock (attempted), by kind.
         var gets = 0
         var creates = 0
+        var failedCreates = 0
         var updates = 0
         /// Start and end (monotonic ns) of the last successful update or create.
         var lastWrite: (start: UInt64, end: UInt64)?
@@ -105,6 +106,7 @@ final class InstrumentedLock: ResourceLock {
     var successfulUpdates: Int { state.withLock { $0.successfulUpdates } }
     /// get, create and update calls made through this lock so far (attempted, whether they succeeded or not).
     var callCounts: (gets: Int, creates: Int, updates: Int) { state.withLock { ($0.gets, $0.creates, $0.updates) } }
+    var failedCreates: Int { state.withLock { $0.failedCreates } }
     var totalCalls: Int { state.withLock { $0.gets + $0.creates + $0.updates } }
     var failedUpdates: Int { state.withLock { $0.failedUpdates } }
     var lastWrite: (start: UInt64, end: UInt64)? { state.withLock { $0.lastWrite } }
@@ -126,7 +128,13 @@ final class InstrumentedLock: ResourceLock {
         try checkAlive()
         state.withLock { $0.creates += 1 }
         let start = monotonicNanos()
-        let version = try await inner.create(record)
+        let version: LockVersion
+        do {
+            version = try await inner.create(record)
+        } catch {
+            state.withLock { $0.failedCreates += 1 }
+            throw error
+        }
         let end = monotonicNanos()
         state.withLock { $0.lastWrite = (start, end) }
         return version

@@ -455,7 +455,7 @@ func contentionScenario(_ kind: BackendKind, candidates count: Int) -> Scenario 
                 }
                 let t2 = monotonicNanos()
                 let calls = candidates.reduce(0) { $0 + $1.lock.totalCalls }
-                let failed = candidates.reduce(0) { $0 + $1.lock.failedUpdates }
+                let failed = candidates.reduce(0) { $0 + $1.lock.failedUpdates + $1.lock.failedCreates }
                 let store1 = try backend.storeCounts?()
                 firstLeader.append(millis(from: t0, to: first.nanos))
                 stable.append(millis(from: t0, to: t2))
@@ -483,7 +483,7 @@ func contentionScenario(_ kind: BackendKind, candidates count: Int) -> Scenario 
                                        text: "\(String(format: "%.0f", median(storeRequests))) (last round: \(formatCounts(lastCounts)))"))
         }
         metrics.append(FloorMetric(name: "lock calls until stable (client-side), median", value: median(lockCalls), unit: ""))
-        metrics.append(FloorMetric(name: "failed updates (lost CAS races), median", value: median(conflicts), unit: ""))
+        metrics.append(FloorMetric(name: "failed writes (lost create / CAS races), median", value: median(conflicts), unit: ""))
         return ScenarioMeasurement(
             operation: "\(count) LeaderElectors in this process, each with its own lock and connections, on one new \(kind.label) lock, "
                 + "client-go default timing; all started at once (a loop of start()); timed from before the loop to the first "
