@@ -75,6 +75,8 @@ struct HeartbeatResult: Codable, Sendable {
     var cpuCores: Double
     var rssMaxMiB: Double
     var rssPeakMiB: Double
+    /// Failed renewals in the window by error (the first 120 characters of its description).
+    var failuresByError: [String: Int] = [:]
 }
 
 enum ChildMode {
@@ -207,7 +209,7 @@ enum ChildMode {
 
         // Renew: lease i at start + i·interval/count + k·interval. The window opens after one interval.
         final class Samples: Sendable {
-            struct State { var lags: [Double] = []; var latencies: [Double] = []; var failed = 0 }
+            struct State { var lags: [Double] = []; var latencies: [Double] = []; var failed = 0; var errors: [String: Int] = [:] }
             let state = Mutex(State())
         }
         let samples = Samples()
@@ -248,7 +250,8 @@ enum ChildMode {
                                     }
                                 }
                             } catch {
-                                if scheduled >= windowStart { samples.state.withLock { $0.failed += 1 } }
+                                let text = String("\(error)".prefix(120))
+                                if scheduled >= windowStart { samples.state.withLock { $0.failed += 1; $0.errors[text, default: 0] += 1 } }
                                 if let current = try? await lock.get() { version = current.version }
                             }
                         }
@@ -275,7 +278,7 @@ enum ChildMode {
             leases: count, created: created, createSeconds: createSeconds, measuredSeconds: windowSeconds,
             renewals: s.lags.count, failedRenewals: s.failed, renewRate: Double(s.lags.count) / windowSeconds,
             lagMillis: Percentiles(samples: s.lags), latencyMillis: Percentiles(samples: s.latencies),
-            cpuCores: Double(cpu1 - cpu0) / 1e9 / measured, rssMaxMiB: rssMax, rssPeakMiB: peak)
+            cpuCores: Double(cpu1 - cpu0) / 1e9 / measured, rssMaxMiB: rssMax, rssPeakMiB: peak, failuresByError: s.errors)
         try JSONEncoder().encode(result).write(to: URL(fileURLWithPath: resultPath))
     }
 }

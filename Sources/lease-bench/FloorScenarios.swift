@@ -559,6 +559,11 @@ func scaleScenario(_ kind: BackendKind, leases: Int) -> Scenario {
                         goal: isEtcd ? "≤ 150 MB" : nil, met: isEtcd ? result.rssPeakMiB * 1.048576 <= FloorGoal.scaleRSSMiB : nil),
             FloorMetric(name: "creating the \(leases) leases (64 in flight)", value: result.createSeconds, unit: "s"),
         ]
+        if !result.failuresByError.isEmpty {
+            metrics.append(FloorMetric(name: "failed renewals by error", value: Double(result.failedRenewals), unit: "",
+                                       text: result.failuresByError.sorted { $0.value > $1.value }.prefix(3)
+                                           .map { "\($0.value) × \($0.key.replacingOccurrences(of: "|", with: "/"))" }.joined(separator: "; ")))
+        }
         if let e0 = etcdCPU0, let e1 = etcdCPU1 {
             let cores = Double(e1 - e0) / 1e9 / wall
             metrics.append(FloorMetric(name: "etcd CPU over the whole child run (creates included)", value: cores, unit: "cores",
