@@ -65,9 +65,13 @@ struct HeartbeatResult: Codable, Sendable {
     var created: Int
     var createSeconds: Double
     var measuredSeconds: Double
+    /// Renewals scheduled in the window (each one's lag and latency is a sample), and those of them that failed.
     var renewals: Int
     var failedRenewals: Int
+    /// Successful renewals that *completed* inside the window, per second of the window (the achieved rate).
     var renewRate: Double
+    /// Renewals scheduled in the window that completed more than one interval late.
+    var lateByMoreThanInterval: Int
     /// Completion − scheduled time of each renewal in the window, ms.
     var lagMillis: Percentiles
     /// Duration of each update(expecting:), ms.
@@ -209,7 +213,7 @@ enum ChildMode {
 
         // Renew: lease i at start + i·interval/count + k·interval. The window opens after one interval.
         final class Samples: Sendable {
-            struct State { var lags: [Double] = []; var latencies: [Double] = []; var failed = 0; var errors: [String: Int] = [:] }
+            struct State { var lags: [Double] = []; var latencies: [Double] = []; var failed = 0; var errors: [String: Int] = [:]; var completedInWindow = 0 }
             let state = Mutex(State())
         }
         let samples = Samples()
@@ -243,6 +247,7 @@ enum ChildMode {
                             do {
                                 version = try await lock.update(record, expecting: version)
                                 let t1 = monotonicNanos()
+                                if t1 >= windowStart && t1 < windowEnd { samples.state.withLock { $0.completedInWindow += 1 } }
                                 if scheduled >= windowStart {
                                     samples.state.withLock {
                                         $0.lags.append(Double(t1 - scheduled) / 1e6)
@@ -276,7 +281,8 @@ enum ChildMode {
         let windowSeconds = Double(windowEnd - windowStart) / 1e9
         let result = HeartbeatResult(
             leases: count, created: created, createSeconds: createSeconds, measuredSeconds: windowSeconds,
-            renewals: s.lags.count, failedRenewals: s.failed, renewRate: Double(s.lags.count) / windowSeconds,
+            renewals: s.lags.count, failedRenewals: s.failed, renewRate: Double(s.completedInWindow) / windowSeconds,
+            lateByMoreThanInterval: s.lags.filter { $0 > Double(intervalNanos) / 1e6 }.count,
             lagMillis: Percentiles(samples: s.lags), latencyMillis: Percentiles(samples: s.latencies),
             cpuCores: Double(cpu1 - cpu0) / 1e9 / measured, rssMaxMiB: rssMax, rssPeakMiB: peak, failuresByError: s.errors)
         try JSONEncoder().encode(result).write(to: URL(fileURLWithPath: resultPath))

@@ -75,6 +75,11 @@ struct BenchOptions: Sendable, Codable {
         }
         if handOffs < Self.minimumHandOffs { reasons.append("hand-offs \(handOffs) < \(Self.minimumHandOffs)") }
         if takeovers < Self.minimumTakeovers { reasons.append("takeovers \(takeovers) < \(Self.minimumTakeovers)") }
+        if followers < 100 { reasons.append("followers \(followers) < 100") }
+        if contenders < 100 { reasons.append("contenders \(contenders) < 100") }
+        if scaleLeases < 10_000 { reasons.append("scale leases \(scaleLeases) < 10000") }
+        if scaleSeconds < 60 { reasons.append("scale window \(scaleSeconds) s < 60 s") }
+        if renewCostRenewals < 200 { reasons.append("renew-cost renewals \(renewCostRenewals) < 200") }
         if !filters.isEmpty { reasons.append("scenarios filtered by --filter \(filters.joined(separator: ","))") }
         return reasons
     }
