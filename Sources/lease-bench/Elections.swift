@@ -82,6 +82,11 @@ final class InstrumentedLock: ResourceLock {
         var crashed = false
         var successfulUpdates = 0
         var failedUpdates = 0
+        /// Every call made through this lock (attempted), by kind.
+        var gets = 0
+        var creates = 0
+        var failedCreates = 0
+        var updates = 0
         /// Start and end (monotonic ns) of the last successful update or create.
         var lastWrite: (start: UInt64, end: UInt64)?
         /// Start and end of the last successful update that wrote an empty holder (a release).
@@ -99,6 +104,10 @@ final class InstrumentedLock: ResourceLock {
     func setHook(_ hook: UpdateHook?) { state.withLock { $0.hook = hook } }
 
     var successfulUpdates: Int { state.withLock { $0.successfulUpdates } }
+    /// get, create and update calls made through this lock so far (attempted, whether they succeeded or not).
+    var callCounts: (gets: Int, creates: Int, updates: Int) { state.withLock { ($0.gets, $0.creates, $0.updates) } }
+    var failedCreates: Int { state.withLock { $0.failedCreates } }
+    var totalCalls: Int { state.withLock { $0.gets + $0.creates + $0.updates } }
     var failedUpdates: Int { state.withLock { $0.failedUpdates } }
     var lastWrite: (start: UInt64, end: UInt64)? { state.withLock { $0.lastWrite } }
     var lastRelease: (start: UInt64, end: UInt64)? { state.withLock { $0.lastRelease } }
@@ -111,13 +120,21 @@ final class InstrumentedLock: ResourceLock {
 
     func get() async throws -> VersionedRecord? {
         try checkAlive()
+        state.withLock { $0.gets += 1 }
         return try await inner.get()
     }
 
     func create(_ record: LeaderElectionRecord) async throws -> LockVersion {
         try checkAlive()
+        state.withLock { $0.creates += 1 }
         let start = monotonicNanos()
-        let version = try await inner.create(record)
+        let version: LockVersion
+        do {
+            version = try await inner.create(record)
+        } catch {
+            state.withLock { $0.failedCreates += 1 }
+            throw error
+        }
         let end = monotonicNanos()
         state.withLock { $0.lastWrite = (start, end) }
         return version
@@ -125,6 +142,7 @@ final class InstrumentedLock: ResourceLock {
 
     func update(_ record: LeaderElectionRecord, expecting version: LockVersion) async throws -> LockVersion {
         try checkAlive()
+        state.withLock { $0.updates += 1 }
         let start = monotonicNanos()
         let newVersion: LockVersion
         do {
@@ -230,37 +248,51 @@ func waitUntil(timeout: Duration, _ what: String, _ condition: () -> Bool) async
 
 // MARK: - Candidates
 
-/// One candidate, as a separate process would be: its own `KubernetesClient` (own connection pool), a
-/// `KubernetesLock` (wrapped in an ``InstrumentedLock``) and a `LeaderElector` on `ContinuousClock`, whose
-/// events go to the shared log. Its leader work just sleeps until cancelled.
+/// One candidate, as a separate process would be: its own client (own connections), a lock (wrapped in an
+/// ``InstrumentedLock``) and a `LeaderElector` on `ContinuousClock`, whose events go to the shared log. Its
+/// leader work just sleeps until cancelled.
 final class Candidate: Sendable {
     let identity: String
-    let client: KubernetesClient
     let lock: InstrumentedLock
     let elector: LeaderElector<ContinuousClock>
+    private let closeConnections: @Sendable () async -> Void
     private let running = Mutex<Task<Void, Never>?>(nil)
     private let subscriber: Task<Void, Never>
 
-    init(identity: String, leaseName: String, fixture: KubernetesFixture, configuration: LeaderElectionConfiguration,
-         log: ElectionLog) throws {
-        try KubernetesLock.validate(configuration)
-        let client = try fixture.makeClient(
-            requestTimeout: KubernetesConfiguration.requestTimeout(forRenewDeadline: configuration.renewDeadline))
+    /// A candidate on any lock; `close` closes its connections at ``shutdown()``.
+    init(identity: String, lock inner: any ResourceLock, configuration: LeaderElectionConfiguration, log: ElectionLog,
+         close: @escaping @Sendable () async -> Void) throws {
+        lock = InstrumentedLock(inner)
         do {
-            let kubernetesLock = try KubernetesLock(
-                client: client, configuration: .init(name: leaseName, namespace: fixture.namespace), identity: identity)
-            lock = InstrumentedLock(kubernetesLock)
             elector = try LeaderElector(lock: lock, configuration: configuration, clock: ContinuousClock())
         } catch {
-            Task { try? await client.shutdown() }
+            Task { await close() }
             throw error
         }
         self.identity = identity
-        self.client = client
+        closeConnections = close
         let events = elector.events()
         subscriber = Task {
             for await event in events { log.record(identity, event) }
         }
+    }
+
+    /// A candidate on a `KubernetesLock` with its own `KubernetesClient` (own connection pool).
+    convenience init(identity: String, leaseName: String, fixture: KubernetesFixture, configuration: LeaderElectionConfiguration,
+                     log: ElectionLog) throws {
+        try KubernetesLock.validate(configuration)
+        let client = try fixture.makeClient(
+            requestTimeout: KubernetesConfiguration.requestTimeout(forRenewDeadline: configuration.renewDeadline))
+        let kubernetesLock: KubernetesLock
+        do {
+            kubernetesLock = try KubernetesLock(
+                client: client, configuration: .init(name: leaseName, namespace: fixture.namespace), identity: identity)
+        } catch {
+            Task { try? await client.shutdown() }
+            throw error
+        }
+        try self.init(identity: identity, lock: kubernetesLock, configuration: configuration, log: log,
+                      close: { try? await client.shutdown() })
     }
 
     /// Starts campaigning (`elector.run`) in a task of its own.
@@ -293,7 +325,7 @@ final class Candidate: Sendable {
     func shutdown() async {
         await stop()
         subscriber.cancel()
-        try? await client.shutdown()
+        await closeConnections()
     }
 }
 

@@ -132,3 +132,19 @@ struct EtcdMetrics: Sendable {
 func fileSystemType(of path: String) -> String {
     command("stat", ["-f", "-c", "%T", path])
 }
+
+extension EtcdMetrics {
+    /// The sum of every series of the counter `name` (e.g. `etcd_network_client_grpc_received_bytes_total`).
+    /// Throws when etcd does not export it (so a figure built on it is never silently zero).
+    func counterTotal(_ name: String) throws -> Double {
+        var total = 0.0
+        var found = false
+        for line in try scrape().split(separator: "\n") where line.hasPrefix(name + "{") || line.hasPrefix(name + " ") {
+            guard let value = Double(line.split(separator: " ").last ?? "") else { continue }
+            total += value
+            found = true
+        }
+        guard found else { throw BenchError("etcd's /metrics on port \(port) has no \(name)") }
+        return total
+    }
+}

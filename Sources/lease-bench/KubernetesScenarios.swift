@@ -60,9 +60,9 @@ private func withClient<R>(_ fixture: KubernetesFixture, _ body: (KubernetesClie
     }
 }
 
-private func millis(_ nanos: UInt64) -> Double { Double(nanos) / 1e6 }
-private func millis(from start: UInt64, to end: UInt64) -> Double { (Double(end) - Double(start)) / 1e6 }
-private func seconds(_ duration: Duration) -> Double {
+func millis(_ nanos: UInt64) -> Double { Double(nanos) / 1e6 }
+func millis(from start: UInt64, to end: UInt64) -> Double { (Double(end) - Double(start)) / 1e6 }
+func seconds(_ duration: Duration) -> Double {
     Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
 }
 

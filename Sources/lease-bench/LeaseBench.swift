@@ -3,6 +3,7 @@ import Foundation
 /// The benchmark driver: options, etcd, the scenario list, the report.
 enum LeaseBench {
     static func run(_ arguments: [String]) async -> Int32 {
+        if arguments.first == "--child" { return await ChildMode.run(Array(arguments.dropFirst())) }
         let options: BenchOptions
         do {
             guard let parsed = try BenchOptions.parse(arguments) else {

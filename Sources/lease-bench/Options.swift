@@ -26,6 +26,22 @@ struct BenchOptions: Sendable, Codable {
     var handOffs = 50
     /// Crash takeovers timed by the Kubernetes takeover scenario (each waits out a 2 s lease).
     var takeovers = 10
+    /// Issue-6 scenarios: followers next to the one leader (`*.followers.cN`).
+    var followers = 100
+    /// Length of the follower-load window, seconds.
+    var followerSeconds = 20.0
+    /// Candidates of the contention scenarios (`*.contention.cN`), and their rounds.
+    var contenders = 100
+    var contentionRounds = 3
+    /// Renewals in the window of the renew-cost scenarios (one per 50 ms).
+    var renewCostRenewals = 200
+    /// Heartbeat leases of the scale scenarios, their renew interval and the measured window after one
+    /// interval of warm-up, seconds.
+    var scaleLeases = 10_000
+    var scaleIntervalSeconds = 10
+    var scaleSeconds = 60
+    /// Seconds a leading child elector idles before its RSS is read (`memory.idle`).
+    var idleSeconds = 5.0
     /// Calls in flight for the throughput scenarios.
     var concurrencyLevels = [1, 8, 32]
     /// Where the JSON results go.
@@ -59,6 +75,11 @@ struct BenchOptions: Sendable, Codable {
         }
         if handOffs < Self.minimumHandOffs { reasons.append("hand-offs \(handOffs) < \(Self.minimumHandOffs)") }
         if takeovers < Self.minimumTakeovers { reasons.append("takeovers \(takeovers) < \(Self.minimumTakeovers)") }
+        if followers < 100 { reasons.append("followers \(followers) < 100") }
+        if contenders < 100 { reasons.append("contenders \(contenders) < 100") }
+        if scaleLeases < 10_000 { reasons.append("scale leases \(scaleLeases) < 10000") }
+        if scaleSeconds < 60 { reasons.append("scale window \(scaleSeconds) s < 60 s") }
+        if renewCostRenewals < 200 { reasons.append("renew-cost renewals \(renewCostRenewals) < 200") }
         if !filters.isEmpty { reasons.append("scenarios filtered by --filter \(filters.joined(separator: ","))") }
         return reasons
     }
@@ -81,6 +102,15 @@ struct BenchOptions: Sendable, Codable {
                                    minimum 50)
           --takeovers N            crash takeovers timed by kubernetes.takeover.crash, ~3 s each (default 10;
                                    minimum 10)
+          --followers N            followers next to the leader in *.followers.cN (default 100)
+          --follower-seconds S     follower-load window (default 20)
+          --contenders N           candidates of *.contention.cN (default 100)
+          --contention-rounds N    rounds of each contention scenario (default 3)
+          --renew-cost-renewals N  renewals in the window of *.renew.cost (default 200)
+          --scale-leases N         heartbeat leases of *.scale.heartbeats (default 10000)
+          --scale-interval S       their renew interval, whole seconds (default 10; lease = 4 × interval)
+          --scale-seconds S        measured window after one interval of warm-up (default 60)
+          --idle-seconds S         idle time before memory.idle reads a child's RSS (default 5)
           --warmup N               untimed calls before each round (default 300)
           --throughput-rounds N    rounds of each throughput scenario (default 3)
           --throughput-seconds S   minimum duration of a throughput round (default 2)
@@ -134,6 +164,15 @@ struct BenchOptions: Sendable, Codable {
                     throw BenchError("--concurrency needs positive integers separated by commas, got \"\(text)\"")
                 }
                 options.concurrencyLevels = levels.map { $0! }
+            case "--followers": options.followers = try positive(argument)
+            case "--follower-seconds": options.followerSeconds = Double(try positive(argument))
+            case "--contenders": options.contenders = try positive(argument)
+            case "--contention-rounds": options.contentionRounds = try positive(argument)
+            case "--renew-cost-renewals": options.renewCostRenewals = try positive(argument)
+            case "--scale-leases": options.scaleLeases = try positive(argument)
+            case "--scale-interval": options.scaleIntervalSeconds = try positive(argument)
+            case "--scale-seconds": options.scaleSeconds = try positive(argument)
+            case "--idle-seconds": options.idleSeconds = Double(try positive(argument))
             case "--filter": options.filters.append(try value(argument))
             case "--output": options.output = try value(argument)
             case "--list": options.listOnly = true

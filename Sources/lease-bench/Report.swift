@@ -113,6 +113,7 @@ func markdown(_ report: BenchReport) -> String {
         out.append("")
     }
     out += kubernetesMarkdown(report)
+    out += floorMarkdown(report)
     let checks = report.scenarios.flatMap { s in s.checks.map { (s.id, $0) } }
     if !checks.isEmpty {
         out.append("### Checks")
@@ -198,6 +199,63 @@ private func kubernetesMarkdown(_ report: BenchReport) -> [String] {
             steps.append("startedLeading \(formatMillis(median(t.samples.map { $0.pastLeaseExpiryMillis ?? $0.millis })))")
             let start = t.pastLeaseExpiryMillis == nil ? "ms after the cancel" : "ms past the lease's expiry = end of the last renewal + lease duration"
             out.append("- `\(s.id)`, where the time goes (medians, \(start)): " + steps.joined(separator: " → ") + ".")
+        }
+        out.append("")
+    }
+    return out
+}
+
+/// The issue-6 section: hand-off and takeover on flock and etcd, then every other figure with its goal.
+private func floorMarkdown(_ report: BenchReport) -> [String] {
+    let transitions = report.scenarios.filter { $0.transition != nil && !isKubernetes($0) }
+    let figures = report.scenarios.filter { $0.floor != nil }
+    guard !transitions.isEmpty || !figures.isEmpty else { return [] }
+    var out: [String] = []
+    out.append("### Against the floor: every backend (issue 6)")
+    out.append("")
+    if !transitions.isEmpty {
+        out.append("Leadership changes in ms, nearest rank over all samples.")
+        out.append("")
+        out.append("| Scenario | Electors | Lease / renew deadline / retry | Samples | Measured | p50 | p90 | p99 | max | Goal |")
+        out.append("|---|--:|---|--:|---|--:|--:|--:|--:|---|")
+        for s in transitions {
+            let t = s.transition!
+            let timing = "\(formatSeconds(t.leaseDurationSeconds)) / \(formatSeconds(t.renewDeadlineSeconds)) / \(formatSeconds(t.retryPeriodSeconds))"
+            let goal = "\(t.goal): " + (t.withinGoal ? "met" : "**not met**")
+            func row(_ what: String, _ p: Percentiles, goal: String) -> String {
+                "| \(s.title) | \(t.electors) | \(timing) | \(t.samples.count) | \(what) | \(formatMillis(p.p50)) | \(formatMillis(p.p90)) | "
+                    + "\(formatMillis(p.p99)) | \(formatMillis(p.max)) | \(goal) |"
+            }
+            if let past = t.pastLeaseExpiryMillis {
+                out.append(row("last renewal → new leader", t.millis, goal: "—"))
+                out.append(row("… minus the lease (past expiry)", past, goal: goal))
+            } else {
+                out.append(row(s.id.contains("takeover") ? "SIGKILL → new leader" : "cancel → new leader", t.millis, goal: goal))
+            }
+        }
+        out.append("")
+        for s in transitions {
+            let m = s.transition!.medianPhasesMillis
+            var steps: [String] = []
+            if let v = m["releaseStarted"] { steps.append("release write sent \(formatMillis(v))") }
+            if let v = m["releaseWritten"] { steps.append("returned \(formatMillis(v))") }
+            if let v = m["acquireStarted"] { steps.append("new leader's winning write sent \(formatMillis(v))") }
+            if let v = m["acquireWritten"] { steps.append("returned \(formatMillis(v))") }
+            if !steps.isEmpty { out.append("- `\(s.id)`, where the time goes (medians, ms): " + steps.joined(separator: " → ") + ".") }
+        }
+        out.append("")
+    }
+    if !figures.isEmpty {
+        out.append("| Scenario | Backend | Setup | Figure | Value | Goal |")
+        out.append("|---|---|---|---|--:|---|")
+        for s in figures {
+            let f = s.floor!
+            for m in f.metrics {
+                let value = m.text ?? (m.value.map { v in (abs(v) >= 100 ? String(format: "%.0f", v) : String(format: "%.2f", v)) } ?? "n/a")
+                let unit = m.unit.isEmpty ? "" : " \(m.unit)"
+                let goal = m.goal.map { g in "\(g): " + (m.met == true ? "met" : "**not met**") } ?? "—"
+                out.append("| `\(s.id)` | \(f.backend) | \(f.setup) | \(m.name) | \(value)\(unit) | \(goal) |")
+            }
         }
         out.append("")
     }

@@ -39,6 +39,9 @@ struct ScenarioResult: Codable, Sendable {
     var throughput: ThroughputSummary?
     /// Leadership hand-off or takeover times (elector scenarios).
     var transition: TransitionSummary?
+    /// The issue-6 scenarios' figures (renew cost, follower load, contention, scale, memory, hand-off and
+    /// takeover on flock and etcd).
+    var floor: FloorSummary?
     var reference: ReferenceFigure?
     /// Measured median p50 / reference p50.
     var ratioToReference: Double?
@@ -53,9 +56,11 @@ struct ScenarioResult: Codable, Sendable {
         latency = measurement.latency
         throughput = measurement.throughput
         transition = measurement.transition
+        floor = measurement.floor
         reference = measurement.reference
         checks = measurement.checks
         if let transition { withinGoal = transition.withinGoal }
+        if let floor, let met = floor.withinGoal { withinGoal = (withinGoal ?? true) && met }
         if let reference, let latency {
             let ratio = latency.medianLatencyMicros.p50 / reference.p50Micros
             ratioToReference = ratio
@@ -71,6 +76,7 @@ struct ScenarioMeasurement: Sendable {
     var latency: LatencySummary? = nil
     var throughput: ThroughputSummary? = nil
     var transition: TransitionSummary? = nil
+    var floor: FloorSummary? = nil
     /// What the median p50 is compared against, if anything.
     var reference: ReferenceFigure? = nil
     var checks: [Check] = []
@@ -95,5 +101,32 @@ struct Scenario: Sendable {
 
 /// Every scenario, in the order they run: etcd, then Kubernetes.
 func allScenarios(_ options: BenchOptions) -> [Scenario] {
-    etcdScenarios(options) + kubernetesScenarios(options)
+    etcdScenarios(options) + kubernetesScenarios(options) + floorScenarios(options)
+}
+
+/// One figure of an issue-6 scenario, with its goal when the issue sets one.
+struct FloorMetric: Codable, Sendable {
+    var name: String
+    /// The measured value (nil when it could not be measured; `text` says why).
+    var value: Double?
+    var unit: String
+    var text: String? = nil
+    var goal: String? = nil
+    var met: Bool? = nil
+}
+
+/// The figures of an issue-6 scenario on one backend.
+struct FloorSummary: Codable, Sendable {
+    var backend: String
+    /// Candidates, timing, duration, in words.
+    var setup: String
+    var metrics: [FloorMetric]
+    /// Every goal of ``metrics`` met (nil when none has a goal).
+    var withinGoal: Bool? {
+        let goals = metrics.compactMap(\.met)
+        return goals.isEmpty ? nil : goals.allSatisfy { $0 }
+    }
+    /// Raw per-sample or per-round data, for the JSON.
+    var details: [String: [Double]] = [:]
+    var counts: [String: [String: Int]] = [:]
 }
