@@ -5,6 +5,7 @@ import Musl
 #endif
 import Etcd
 import EtcdLock
+import EtcdTesting
 import FileLock
 import Foundation
 import Kubernetes
@@ -161,7 +162,7 @@ func withCandidates<R>(
 /// VmRSS and VmHWM of a process, in MiB (`/proc/<pid>/status`).
 func residentMemoryMiB(pid: Int32? = nil) -> (rss: Double, peak: Double)? {
     let path = pid.map { "/proc/\($0)/status" } ?? "/proc/self/status"
-    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
+    guard let text = ProcFS.read(path) else { return nil }
     func field(_ name: String) -> Double? {
         guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix(name + ":") }) else { return nil }
         return line.split(separator: " ").compactMap { Double($0) }.first.map { $0 / 1024 }
@@ -172,10 +173,8 @@ func residentMemoryMiB(pid: Int32? = nil) -> (rss: Double, peak: Double)? {
 
 /// utime + stime of a process, ns (clock ticks).
 func processCPUNanos(pid: Int32) -> UInt64? {
-    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-          let close = stat.lastIndex(of: ")") else { return nil }
-    let fields = stat[stat.index(after: close)...].split(separator: " ")
-    guard fields.count > 12, let utime = UInt64(fields[11]), let stime = UInt64(fields[12]) else { return nil }
+    // After "(comm)": state is field 3, utime field 14, stime field 15.
+    guard let fields = ProcFS.statFields("/proc/\(pid)/stat"), fields.count > 12, let utime = UInt64(fields[11]), let stime = UInt64(fields[12]) else { return nil }
     let ticks = UInt64(max(1, sysconf(Int32(_SC_CLK_TCK))))
     return (utime + stime) * 1_000_000_000 / ticks
 }

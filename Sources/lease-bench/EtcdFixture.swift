@@ -49,18 +49,12 @@ final class EtcdFixture: Sendable {
 
     /// utime + stime of the etcd process in nanoseconds (clock-tick resolution), or `nil` when unreadable.
     func serverCPUNanos() -> UInt64? {
-        guard let stat = try? String(contentsOfFile: "/proc/\(server.pid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return nil }
-        // Fields after "(comm)": state is field 3, utime field 14, stime field 15.
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        guard fields.count > 12, let utime = UInt64(fields[11]), let stime = UInt64(fields[12]) else { return nil }
-        let ticks = UInt64(max(1, sysconf(Int32(_SC_CLK_TCK))))
-        return (utime + stime) * 1_000_000_000 / ticks
+        processCPUNanos(pid: server.pid)
     }
 
     private static func readCommandLine(pid: Int32) -> [String] {
-        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return [] }
-        return data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        guard let text = ProcFS.read("/proc/\(pid)/cmdline") else { return [] }
+        return text.split(separator: "\0").map(String.init)
     }
 }
 

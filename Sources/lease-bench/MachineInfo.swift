@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import EtcdTesting
 import Foundation
 
 /// The machine the benchmark ran on.
@@ -22,8 +23,8 @@ struct MachineInfo: Codable, Sendable {
     var loadAverageAtEnd: String?
 
     static func collect() -> MachineInfo {
-        let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
-        let meminfo = (try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8)) ?? ""
+        let cpuinfo = ProcFS.read("/proc/cpuinfo") ?? ""
+        let meminfo = ProcFS.read("/proc/meminfo") ?? ""
         func field(_ text: String, _ name: String) -> String? {
             for line in text.split(separator: "\n") where line.hasPrefix(name) {
                 if let colon = line.firstIndex(of: ":") {
@@ -44,7 +45,7 @@ struct MachineInfo: Codable, Sendable {
 
 /// The 1, 5 and 15-minute load averages from /proc/loadavg.
 func loadAverage() -> String {
-    guard let text = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8) else { return "unavailable" }
+    guard let text = ProcFS.read("/proc/loadavg") else { return "unavailable" }
     return text.split(separator: " ").prefix(3).joined(separator: " ")
 }
 
