@@ -129,6 +129,35 @@ public struct EtcdLock: ResourceLock {
         return stream
     }
 
+    /// The watch on the key, reporting each put's record and `mod_revision` (no re-read needed), deletes, and
+    /// ``LockChange/unknown`` when the watch is (re)established or a value does not decode.
+    public func recordChanges() -> AsyncStream<LockChange>? {
+        let watch = client.watch(key)
+        let (stream, continuation) = AsyncStream.makeStream(of: LockChange.self, bufferingPolicy: .bufferingNewest(1))
+        let task = Task {
+            do {
+                for try await message in watch { continuation.yield(Self.change(message)) }
+            } catch {
+                continuation.yield(.unknown)   // compacted or failed: the consumer re-reads; the feed ends
+            }
+            continuation.finish()
+        }
+        continuation.onTermination = { _ in task.cancel() }
+        return stream
+    }
+
+    /// What one watch message says about the record.
+    static func change(_ message: EtcdClient.WatchMessage) -> LockChange {
+        guard case .event(let event) = message else { return .unknown }
+        switch event.kind {
+        case .delete:
+            return .deleted
+        case .put:
+            guard event.kv.modRevision > 0, let (record, _) = try? LeaderElectionRecord.decodeJSON(event.kv.value) else { return .unknown }
+            return .stored(VersionedRecord(record: record, version: LockVersion(UInt64(event.kv.modRevision))))
+        }
+    }
+
     /// Deletes the record (operators and tests).
     public func delete() async throws {
         _ = try await mapErrors { try await client.delete(key) }

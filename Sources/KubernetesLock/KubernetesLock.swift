@@ -186,6 +186,35 @@ public final class KubernetesLock: ResourceLock {
         return stream
     }
 
+    /// The informer on the Lease, reporting each modified Lease's record and `resourceVersion` (no re-read
+    /// needed), deletions, and ``LockChange/unknown`` after every (re)list or for a Lease that does not map.
+    public func recordChanges() -> AsyncStream<LockChange>? {
+        let (stream, continuation) = AsyncStream.makeStream(of: LockChange.self, bufferingPolicy: .bufferingNewest(1))
+        let notifications = client.informLeases(namespace: configuration.namespace, name: configuration.name)
+        let logger = self.logger
+        let task = Task {
+            do {
+                for try await notification in notifications {
+                    switch notification {
+                    case .snapshot:
+                        continuation.yield(.unknown)
+                    case .event(.deleted):
+                        continuation.yield(.deleted)
+                    case .event(.added(let lease)), .event(.modified(let lease)):
+                        if let read = try? versionedRecord(lease) { continuation.yield(.stored(read)) } else { continuation.yield(.unknown) }
+                    case .event:
+                        continuation.yield(.unknown)
+                    }
+                }
+            } catch {
+                logger.debug("lease watch ended", metadata: ["error": .string("\(error)")])
+            }
+            continuation.finish()
+        }
+        continuation.onTermination = { _ in task.cancel() }
+        return stream
+    }
+
     // MARK: Mapping (client-go's LeaderElectionRecordToLeaseSpec and LeaseSpecToLeaderElectionRecord)
 
     /// The Lease spec for `record`, as client-go writes it.

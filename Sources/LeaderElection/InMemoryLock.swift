@@ -17,6 +17,7 @@ public final class InMemoryLockStore: Sendable {
         var generation: UInt64 = 0
         var nextSubscriber = 0
         var subscribers: [Int: AsyncStream<Void>.Continuation] = [:]
+        var recordSubscribers: [Int: AsyncStream<LockChange>.Continuation] = [:]
     }
 
     private let state = Mutex(State())
@@ -87,12 +88,35 @@ public final class InMemoryLockStore: Sendable {
         return stream
     }
 
+    fileprivate func subscribeToRecords() -> AsyncStream<LockChange> {
+        let (stream, continuation) = AsyncStream.makeStream(of: LockChange.self, bufferingPolicy: .bufferingNewest(1))
+        let id = state.withLock { state in
+            let id = state.nextSubscriber
+            state.nextSubscriber += 1
+            state.recordSubscribers[id] = continuation
+            return id
+        }
+        continuation.onTermination = { [weak self] _ in
+            _ = self?.state.withLock { $0.recordSubscribers.removeValue(forKey: id) }
+        }
+        return stream
+    }
+
     @discardableResult
     private func write(_ body: (inout State) throws -> Void) rethrows -> LockVersion {
         let (version, subscribers) = try state.withLock { state in
             try body(&state)
             state.generation += 1
-            return (LockVersion(state.generation), Array(state.subscribers.values))
+            let version = LockVersion(state.generation)
+            let change: LockChange
+            switch state.stored {
+            case .record(let record)?: change = .stored(VersionedRecord(record: record, version: version))
+            case .garbage?: change = .unknown
+            case nil: change = .deleted
+            }
+            // Yielded under the lock, so every subscriber sees the writes in order.
+            for continuation in state.recordSubscribers.values { continuation.yield(change) }
+            return (version, Array(state.subscribers.values))
         }
         for continuation in subscribers { continuation.yield() }
         return version
@@ -122,4 +146,6 @@ public struct InMemoryLock: ResourceLock {
     }
 
     public func changes() -> AsyncStream<Void>? { store.subscribe() }
+
+    public func recordChanges() -> AsyncStream<LockChange>? { store.subscribeToRecords() }
 }

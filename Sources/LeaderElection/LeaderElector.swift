@@ -36,7 +36,9 @@ import Tracing
 /// - Each term is a ``LeadershipTerm`` with a strictly increasing fencing token and a ``LeadershipTerm/check()``.
 /// - ``events()`` streams new-leader / started / stopped events.
 /// - Followers sleep until the earliest of their jittered retry, the instant the observed lease expires,
-///   or a change notification from the lock — no polling where the store can tell us.
+///   or a change notification from the lock — no polling where the store can tell us. Where the lock's
+///   ``ResourceLock/recordChanges()`` carries the records (etcd, Kubernetes, in-memory), a follower of a live
+///   lease reads nothing at all between expiries: each renewal it is told about moves its timer on.
 /// - A corrupt record is reported and treated as held by an unknown holder: once unchanged for
 ///   `leaseDuration` it is overwritten by compare-and-swap.
 /// - Targeted hand-off (Kubernetes' coordinated election `preferredHolder`, ``requestHandoff(on:to:maxAttempts:)``): a leader
@@ -80,6 +82,11 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
         var maxTransitionsSeen = -1
         var leading: TermControl?
         var running = false
+        /// The lock's change feed delivers records (set by its first ``LockChange/stored(_:)``, cleared when it
+        /// ends): a follower may rely on it instead of reading.
+        var recordFeedLive = false
+        /// The feed reported a change without its record (or ended): the next campaign step must read.
+        var needsRead = true
     }
 
     /// Creates an elector.
@@ -174,13 +181,25 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
         defer { state.withLock { $0.running = false } }
 
         let feed: Task<Void, Never>?
-        if let changes = lock.changes() {
-            let wake = self.wake
-            feed = Task { for await _ in changes { wake.signal() } }
+        if let changes = lock.recordChanges() {
+            feed = Task {
+                for await change in changes { self.feedDelivered(change) }
+                self.state.withLock { state in
+                    state.recordFeedLive = false
+                    state.needsRead = true
+                }
+                self.wake.signal()   // the feed ended: back to reading on the retry timer
+            }
         } else {
             feed = nil
         }
-        defer { feed?.cancel() }
+        defer {
+            feed?.cancel()
+            state.withLock { state in
+                state.recordFeedLive = false
+                state.needsRead = true
+            }
+        }
 
         logger.debug("campaigning", metadata: ["leader_election.lease_duration": "\(formatDuration(configuration.leaseDuration))"])
         while true {
@@ -190,6 +209,39 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
             case .cancelled: return nil
             case .lost: continue
             }
+        }
+    }
+
+    // MARK: - Change feed
+
+    /// One element of the lock's change feed. A follower applies a delivered record as an observation (resetting
+    /// its expiry timer exactly as a read would, since the notification comes after the write) and is woken only
+    /// when it may be able to act; anything else wakes it to read.
+    private func feedDelivered(_ change: LockChange) {
+        let me = lock.identity
+        let isFollower = state.withLock { state -> Bool in
+            if case .stored = change { state.recordFeedLive = true } else { state.needsRead = true }
+            return state.leading == nil
+        }
+        guard isFollower, case .stored(let read) = change else {
+            wake.signal()
+            return
+        }
+        observe(read.record, version: read.version, now: clock.now)
+        let holder = read.record.holderIdentity
+        if holder.isEmpty || holder == me || read.holderIsKnownGone || read.record.preferredHolder == me {
+            wake.signal()
+        }
+    }
+
+    /// When the change feed is live and the last observation shows another candidate's lease, the instant it
+    /// expires: until then there is nothing to read (the feed reports every renewal).
+    private func liveForeignLeaseExpiry() -> C.Instant? {
+        let me = lock.identity
+        return state.withLock { state -> C.Instant? in
+            guard state.recordFeedLive, !state.needsRead, !state.corrupt, let record = state.record, let observedAt = state.observedAt,
+                  !record.holderIdentity.isEmpty, record.holderIdentity != me, record.preferredHolder != me else { return nil }
+            return observedAt.advanced(by: record.leaseDuration)
         }
     }
 
@@ -206,6 +258,15 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
         var quickRetries = 0
         while !Task.isCancelled {
             wake.reset()
+            // With a live change feed, a follower of a live lease reads nothing: it sleeps until that lease
+            // expires, and every renewal the feed reports moves the expiry on (client-go polls instead). A feed
+            // that is silently stuck costs one read per lease duration: the expiry then stays put, and the read
+            // at the expiry finds the renewed record.
+            if let expiry = liveForeignLeaseExpiry(), expiry > clock.now {
+                await wake.wait(until: expiry, clock: clock)
+                continue
+            }
+            state.withLock { $0.needsRead = false }
             let outcome = await tryAcquire()
             let wakeAt: C.Instant
             switch outcome {
@@ -218,7 +279,9 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
                 wakeAt = clock.now.advanced(by: jitteredRetry())
             case .wait(let expiry):
                 let retry = clock.now.advanced(by: jitteredRetry())
-                wakeAt = expiry.map { min($0, retry) } ?? retry
+                // No periodic retry while the feed reports every change: wake at the expiry, or when told.
+                let feedLive = state.withLock { $0.recordFeedLive }
+                wakeAt = expiry.map { feedLive ? $0 : min($0, retry) } ?? retry
             }
             quickRetries = 0
             await wake.wait(until: wakeAt, clock: clock)

@@ -26,6 +26,10 @@
 ///   as cancelled) and never block a thread of Swift's cooperative pool.
 /// - ``changes()``, when not `nil`, yields after every change of the stored record made by anyone,
 ///   possibly coalesced; it may yield spuriously.
+/// - ``recordChanges()``, when not `nil`, follows the same rule, and may say what changed: a
+///   ``LockChange/stored(_:)`` carries exactly a record and version that were stored (never one that was not),
+///   so a follower can skip re-reading; ``LockChange/unknown`` means "read to find out". The default maps
+///   ``changes()`` to ``LockChange/unknown``.
 ///
 /// What a lock does **not** guarantee: anything about time. Expiry is decided by the elector on its
 /// own monotonic clock, never from record timestamps.
@@ -53,11 +57,41 @@ public protocol ResourceLock: Sendable, CustomStringConvertible {
     /// A feed that yields whenever the stored record may have changed, or `nil` if the backend cannot
     /// watch. Each call starts a new subscription; it ends when the consumer stops iterating.
     func changes() -> AsyncStream<Void>?
+
+    /// Like ``changes()``, but each element says what changed when the backend's notification carries it
+    /// (the record and its version, or a deletion), so followers need not re-read after every renewal.
+    /// Optional; the default reports every ``changes()`` element as ``LockChange/unknown``.
+    func recordChanges() -> AsyncStream<LockChange>?
+}
+
+/// What a ``ResourceLock/recordChanges()`` feed reports.
+public enum LockChange: Hashable, Sendable {
+    /// The record now stored, with its version (exactly as ``ResourceLock/get()`` would have returned it).
+    case stored(VersionedRecord)
+    /// The record was deleted.
+    case deleted
+    /// Something may have changed (including a corrupt record, or a feed that just (re)connected): read it.
+    case unknown
 }
 
 extension ResourceLock {
     public func recordEvent(_ event: LockEvent) async {}
     public func changes() -> AsyncStream<Void>? { nil }
+    public func recordChanges() -> AsyncStream<LockChange>? {
+        guard let changes = changes() else { return nil }
+        return mapToUnknown(changes)
+    }
+}
+
+/// `changes` as a ``LockChange/unknown`` feed (the default ``ResourceLock/recordChanges()``).
+public func mapToUnknown(_ changes: AsyncStream<Void>) -> AsyncStream<LockChange> {
+    let (stream, continuation) = AsyncStream.makeStream(of: LockChange.self, bufferingPolicy: .bufferingNewest(1))
+    let task = Task {
+        for await _ in changes { continuation.yield(.unknown) }
+        continuation.finish()
+    }
+    continuation.onTermination = { _ in task.cancel() }
+    return stream
 }
 
 /// An event about a lock, in client-go's wording (`"<identity> became leader"`).

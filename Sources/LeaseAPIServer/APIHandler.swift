@@ -16,6 +16,8 @@ final class APIHandler: Sendable {
     let watches = WatchCounter()
     /// Requests served, by `METHOD` (`GET`, `PUT`, …; `WATCH` for watch requests).
     let requestCounts = Mutex<[String: Int]>([:])
+    /// The same, per namespace named in the path (`…/namespaces/<ns>/…`).
+    let namespaceRequestCounts = Mutex<[String: [String: Int]]>([:])
 
     init(store: Store, tokens: Set<String>, logger: Logger) {
         self.store = store
@@ -25,7 +27,11 @@ final class APIHandler: Sendable {
 
     func handle(_ request: HTTPRequest) async -> HandlerResult {
         let isWatch = request.query["watch"] == "true" || request.query["watch"] == "1"
-        requestCounts.withLock { $0[isWatch ? "WATCH" : request.method.rawValue, default: 0] += 1 }
+        let kind = isWatch ? "WATCH" : request.method.rawValue
+        requestCounts.withLock { $0[kind, default: 0] += 1 }
+        if let namespace = Self.namespace(inPath: request.path) {
+            namespaceRequestCounts.withLock { $0[namespace, default: [:]][kind, default: 0] += 1 }
+        }
         do {
             return try await route(request)
         } catch let error as APIError {
@@ -33,6 +39,13 @@ final class APIHandler: Sendable {
         } catch {
             return .response(Self.statusResponse(.etcd(error, "\(request.method.rawValue) \(request.path)")))
         }
+    }
+
+    /// The namespace of a `…/namespaces/<ns>/…` path.
+    static func namespace(inPath path: String) -> String? {
+        let parts = path.split(separator: "/")
+        guard let i = parts.firstIndex(of: "namespaces"), i + 1 < parts.count else { return nil }
+        return String(parts[i + 1])
     }
 
     static func statusResponse(_ error: APIError) -> HTTPResponse {

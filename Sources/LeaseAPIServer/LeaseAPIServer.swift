@@ -149,6 +149,12 @@ public final class LeaseAPIServer: Sendable {
     /// `DELETE`, …), with watch requests counted as `WATCH`. Benchmarks use it to count store round trips.
     public var requestCounts: [String: Int] { api.requestCounts.withLock { $0 } }
 
+    /// ``requestCounts`` for the requests whose path names `namespace` (`…/namespaces/<namespace>/…`), so that a
+    /// test can count its own requests while others use the same server.
+    public func requestCounts(inNamespace namespace: String) -> [String: Int] {
+        api.namespaceRequestCounts.withLock { $0[namespace] ?? [:] }
+    }
+
     private init(
         port: Int, baseURL: String, configuration: Configuration, serverChannel: any Channel,
         connections: ConnectionRegistry, api: APIHandler, logger: Logger

@@ -12,6 +12,7 @@ enum ContractChecks {
             .init(name: "contract.concurrentUpdatersExactlyOneWins", layer: .contract, run: concurrentUpdaters),
             .init(name: "contract.versionsChangeOnEveryWrite", layer: .contract, run: versionsChange),
             .init(name: "contract.changeFeedWakesOnOtherWriter", layer: .contract, run: changeFeed),
+            .init(name: "contract.recordChangesCarryStoredRecords", layer: .contract, run: recordFeed),
             .init(name: "contract.corruptDataIsTypedAndReplaceable", layer: .contract, run: corruptData),
         ]
     }
@@ -160,6 +161,34 @@ enum ContractChecks {
             try await Task.sleep(for: .milliseconds(2))
         }
         try c.expect(woke.all.count > before, "changes() did not yield within 10 s after another lock's update()")
+    }
+
+    /// `recordChanges()`: a `.stored` element carries a record and version that were really stored, and the
+    /// update made after subscribing is reported (as `.stored` with its record and version, or as `.unknown`).
+    static func recordFeed(_ c: ConformanceContext) async throws {
+        let a = try await c.lock("a")
+        let b = try await c.lock("b")
+        guard let feed = a.recordChanges() else { return } // optional capability
+        let v1 = try await b.create(sample("b"))
+        let seen = LockedList<LockChange>()
+        let waiter = Task { for await change in feed { seen.append(change) } }
+        defer { waiter.cancel() }
+        let v2 = try await b.update(sample("b", transitions: 4), expecting: v1)
+        let written: [LockVersion: LeaderElectionRecord] = [v1: sample("b"), v2: sample("b", transitions: 4)]
+        let clock = ContinuousClock()
+        let limit = clock.now.advanced(by: .seconds(10))
+        func reportedV2() -> Bool {
+            seen.all.contains { change in
+                if case .stored(let read) = change { return read.version == v2 }
+                return change == .unknown
+            }
+        }
+        while !reportedV2() && clock.now < limit { try await Task.sleep(for: .milliseconds(2)) }
+        try c.expect(reportedV2(), "recordChanges() did not report another lock's update() within 10 s: \(seen.all)")
+        for case .stored(let read) in seen.all {
+            try c.expect(written[read.version] == read.record,
+                         "recordChanges() reported version \(read.version) with \(read.record), which is not what was stored at that version")
+        }
     }
 
     static func corruptData(_ c: ConformanceContext) async throws {

@@ -106,4 +106,6 @@ public final class InstrumentedLock: ResourceLock {
     public func recordEvent(_ event: LockEvent) async { await base.recordEvent(event) }
 
     public func changes() -> AsyncStream<Void>? { hideChanges ? nil : base.changes() }
+
+    public func recordChanges() -> AsyncStream<LockChange>? { hideChanges ? nil : base.recordChanges() }
 }

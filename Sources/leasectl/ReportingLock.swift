@@ -45,6 +45,8 @@ struct ReportingLock: ResourceLock {
 
     func changes() -> AsyncStream<Void>? { base.changes() }
 
+    func recordChanges() -> AsyncStream<LockChange>? { base.recordChanges() }
+
     private func observing<T>(_ body: () async throws -> T) async throws -> T {
         do {
             let result = try await body()

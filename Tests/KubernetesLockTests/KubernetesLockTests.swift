@@ -219,7 +219,7 @@ import Testing
             func snapshot(atLeast minimum: Int) async throws -> (server: [String: Int], renewals: Int) {
                 while ContinuousClock.now < deadline {
                     if let first = settled(), first >= minimum {
-                        let counts = server.requestCounts
+                        let counts = server.requestCounts(inNamespace: env.namespace)   // other tests share the server
                         if settled() == first { return (counts, first) }
                     }
                     try await Task.sleep(for: .milliseconds(2))

@@ -277,6 +277,46 @@ private func ghostRecord(_ holder: String = "ghost", duration: Duration = .secon
         #expect(try metrics.expectGauge("leader_election_master_status", [("name", "test")]).lastValue == 0)
     }
 
+    /// Issue 6's follower-load goal: with a change feed that carries records, a follower reads nothing while the
+    /// leader renews, yet still takes over when the renewals stop, one lease duration after the last one it saw.
+    @Test func followersOfARecordFeedReadNothingWhileTheLeaderRenews() async throws {
+        let store = InMemoryLockStore()
+        let clock = ManualClock()
+        let a = InstrumentedLock(store.lock(identity: "a"))
+        let b = InstrumentedLock(store.lock(identity: "b"))
+        let leader = try LeaderElector(lock: a, configuration: config, clock: clock, jitter: fixedJitter)
+        let follower = try LeaderElector(lock: b, configuration: config, clock: clock, jitter: fixedJitter)
+        let lastWrite = Mutex<ManualClock.Instant?>(nil)
+        a.onSuccessfulWrite { _ in lastWrite.withLock { $0 = clock.now } }
+        let runA = Task { try await leader.run { _ in try? await Task.sleep(for: .seconds(3600)) } }
+        try await eventually("a leads") { leader.isLeader }
+        let runB = Task { try await follower.run { _ in try? await Task.sleep(for: .seconds(3600)) } }
+        defer { runA.cancel(); runB.cancel() }
+        try await eventually("b follows a") { follower.currentLeader == "a" }
+        try await settle(clock, parked: 2, locks: [a, b])
+        let readsBefore = b.counts.gets
+        let renewalsBefore = a.counts.updates
+        let start = clock.now
+        while start.duration(to: clock.now) < config.leaseDuration * 3 {   // three lease durations of renewals
+            clock.advanceToNextDeadline()
+            try await settle(clock, parked: 2, locks: [a, b])
+        }
+        #expect(a.counts.updates - renewalsBefore >= 20, "the leader renewed \(a.counts.updates - renewalsBefore) times")
+        #expect(b.counts.gets == readsBefore, "the follower read \(b.counts.gets - readsBefore) times while the leader renewed")
+        #expect(leader.isLeader && !follower.isLeader && follower.currentLeader == "a")
+
+        // The leader's store calls now fail: it stops renewing; b takes over one lease duration after the last
+        // renewal it was told about.
+        a.setFailure(.unavailable("partitioned"))
+        let lastRenewal = try #require(lastWrite.withLock { $0 })
+        try await eventually("b leads", timeout: .seconds(20)) {
+            if !follower.isLeader { clock.advanceToNextDeadline() }
+            return follower.isLeader
+        }
+        #expect(lastRenewal.duration(to: clock.now) >= config.leaseDuration)
+        #expect(lastRenewal.duration(to: clock.now) <= config.leaseDuration + config.retryPeriod * 3)
+    }
+
     @Test func acquireRenewAndReleaseAreTraced() async throws {
         let tracer = InMemoryTracer()
         let store = InMemoryLockStore()
