@@ -168,6 +168,8 @@ final class InstrumentedLock: ResourceLock {
     }
 
     func changes() -> AsyncStream<Void>? { inner.changes() }
+
+    func recordChanges() -> AsyncStream<LockChange>? { inner.recordChanges() }
 }
 
 // MARK: - Event log
