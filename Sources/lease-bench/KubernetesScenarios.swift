@@ -341,47 +341,7 @@ let kubernetesTakeover = Scenario(id: "kubernetes.takeover.crash", title: "Crash
         name: "lease-bench-takeover", leaseDuration: leaseDuration, renewDeadline: .seconds(1), retryPeriod: .milliseconds(250))
     let leaseMillis = seconds(leaseDuration) * 1000
     return try await withCandidates(electors, prefix: "lease-bench-takeover", fixture: fixture, configuration: configuration) { candidates, log in
-        var waiter = ElectionWaiter(log)
-        for candidate in candidates { candidate.start() }
-        var current = try await waiter.first(from: 0, timeout: .seconds(15), "a first leader") { $0.isStarted }
-        var samples: [TransitionSample] = []
-        for index in 1...count {
-            let leader = candidates.first { $0.identity == current.identity }!
-            let followers = candidates.filter { $0 !== leader }
-            let writesAtStart = leader.lock.successfulUpdates
-            try await waitUntil(timeout: .seconds(15), "\(leader.identity) has renewed twice and the follower has observed it") {
-                leader.lock.successfulUpdates >= writesAtStart + 2 && followers.allSatisfy { $0.elector.currentLeader == leader.identity }
-            }
-            // Crash at a random phase of the 250 ms renewals.
-            try await Task.sleep(for: .milliseconds(Int.random(in: 0..<250)))
-            let from = log.count
-            leader.lock.crash()
-            let next = try await waiter.first(from: from, timeout: leaseDuration + .seconds(15), "a follower to take over from \(leader.identity)") {
-                $0.isStarted && $0.identity != leader.identity
-            }
-            let stopped = try await waiter.first(from: from, timeout: .seconds(15), "\(leader.identity) to stop leading") {
-                $0.identity == leader.identity && $0.stopReason != nil
-            }
-            guard let lastRenewal = leader.lock.lastWrite else { throw BenchError("\(leader.identity) led without a successful write") }
-            let takeover = millis(from: lastRenewal.end, to: next.nanos)
-            var phases: [String: Double] = [:]
-            let newLeader = candidates.first { $0.identity == next.identity }!
-            if let acquire = newLeader.lock.lastWrite, acquire.start >= lastRenewal.end, acquire.end <= next.nanos {
-                phases["acquireStarted"] = millis(from: lastRenewal.end, to: acquire.start) - leaseMillis
-                phases["acquireWritten"] = millis(from: lastRenewal.end, to: acquire.end) - leaseMillis
-            }
-            samples.append(TransitionSample(
-                index: index, from: leader.identity, to: next.identity, millis: takeover,
-                pastLeaseExpiryMillis: takeover - leaseMillis,
-                sinceLastRenewalStartMillis: millis(from: lastRenewal.start, to: next.nanos),
-                previousLeaderStopReason: "\(stopped.stopReason!)",
-                previousLeaderStoppedRelativeMillis: millis(from: next.nanos, to: stopped.nanos), phases: phases))
-            // The "crashed" candidate comes back as a follower (a restarted process).
-            await leader.stop()
-            leader.lock.recover()
-            leader.start()
-            current = next
-        }
+        let samples = try await measureCrashTakeovers(candidates, log, count: count, leaseDuration: leaseDuration)
         let pastExpiry = Percentiles(samples: samples.compactMap(\.pastLeaseExpiryMillis))
         var summary = TransitionSummary(
             electors: electors, leaseDurationSeconds: seconds(leaseDuration),
