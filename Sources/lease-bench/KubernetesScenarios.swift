@@ -264,45 +264,7 @@ let kubernetesHandOff = Scenario(id: "kubernetes.handoff.graceful", title: "Grac
     let configuration = LeaderElectionConfiguration(
         name: "lease-bench-handoff", leaseDuration: .seconds(4), renewDeadline: .seconds(3), retryPeriod: .seconds(1))
     return try await withCandidates(electors, prefix: "lease-bench-handoff", fixture: fixture, configuration: configuration) { candidates, log in
-        var waiter = ElectionWaiter(log)
-        for candidate in candidates { candidate.start() }
-        var current = try await waiter.first(from: 0, timeout: .seconds(15), "a first leader") { $0.isStarted }
-        var samples: [TransitionSample] = []
-        for index in 1...count {
-            let leader = candidates.first { $0.identity == current.identity }!
-            let followers = candidates.filter { $0 !== leader }
-            try await waitUntil(timeout: .seconds(15), "every follower has observed \(leader.identity) as the leader") {
-                followers.allSatisfy { $0.elector.currentLeader == leader.identity }
-            }
-            // Settle (the restarted candidate's watch), at a random phase of the leader's 1 s renewals.
-            try await Task.sleep(for: .milliseconds(Int.random(in: 200..<700)))
-            let from = log.count
-            let cancelledAt = monotonicNanos()
-            leader.cancel()
-            let next = try await waiter.first(from: from, timeout: .seconds(15), "a new leader after \(leader.identity) was cancelled") {
-                $0.isStarted && $0.identity != leader.identity
-            }
-            let stopped = try await waiter.first(from: from, timeout: .seconds(15), "\(leader.identity) to stop leading") {
-                $0.identity == leader.identity && $0.stopReason != nil
-            }
-            await leader.stop()
-            let newLeader = candidates.first { $0.identity == next.identity }!
-            var phases: [String: Double] = [:]
-            if let release = leader.lock.lastRelease, release.start >= cancelledAt {
-                phases["releaseStarted"] = millis(from: cancelledAt, to: release.start)
-                phases["releaseWritten"] = millis(from: cancelledAt, to: release.end)
-            }
-            if let acquire = newLeader.lock.lastWrite, acquire.start >= cancelledAt, acquire.end <= next.nanos {
-                phases["acquireStarted"] = millis(from: cancelledAt, to: acquire.start)
-                phases["acquireWritten"] = millis(from: cancelledAt, to: acquire.end)
-            }
-            samples.append(TransitionSample(
-                index: index, from: leader.identity, to: next.identity, millis: millis(from: cancelledAt, to: next.nanos),
-                previousLeaderStopReason: "\(stopped.stopReason!)",
-                previousLeaderStoppedRelativeMillis: millis(from: next.nanos, to: stopped.nanos), phases: phases))
-            leader.start()   // back as a follower
-            current = next
-        }
+        let samples = try await measureHandOffs(candidates, log, count: count)
         let percentiles = Percentiles(samples: samples.map(\.millis))
         let withinGoal = percentiles.p50 <= KubernetesGoal.handOffP50Millis && percentiles.p99 <= KubernetesGoal.handOffP99Millis
         let notReleased = samples.filter { $0.previousLeaderStopReason != "released" }
