@@ -1,6 +1,6 @@
 import ArgumentParser
 import LeaderElection
-import LeaderElectionService
+@testable import LeaderElectionService
 import Testing
 
 /// The message ArgumentParser prints for `arguments`, or `nil` when they parse and validate.

@@ -1,6 +1,6 @@
 import InMemoryLogging
 import LeaderElection
-import LeaderElectionService
+@testable import LeaderElectionService
 import Logging
 import ServiceLifecycle
 import ServiceLifecycleTestKit

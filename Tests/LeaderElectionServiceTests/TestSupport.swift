@@ -1,4 +1,5 @@
 import LeaderElection
+@testable import LeaderElectionService
 import Logging
 import ServiceLifecycle
 import Synchronization
@@ -83,30 +84,9 @@ final class Recorder: Sendable {
     }
 }
 
-/// A gate the test opens; ``wait()`` ignores cancellation so that work can be held while it drains.
-final class Latch: Sendable {
-    private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
-
-    func open() {
-        let waiters = state.withLock { state in
-            state.open = true
-            defer { state.waiters = [] }
-            return state.waiters
-        }
-        for waiter in waiters { waiter.resume() }
-    }
-
-    func wait() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let now = state.withLock { state -> Bool in
-                if state.open { return true }
-                state.waiters.append(continuation)
-                return false
-            }
-            if now { continuation.resume() }
-        }
-    }
-}
+/// A gate the test opens; `wait()` ignores cancellation so that work can be held while it drains (the service's own
+/// one-way gate).
+typealias Latch = Gate
 
 /// Suspends until the current task is cancelled.
 func untilCancelled() async {
