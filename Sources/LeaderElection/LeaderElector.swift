@@ -219,15 +219,15 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
     /// when it may be able to act; anything else wakes it to read.
     private func feedDelivered(_ change: LockChange) {
         let me = lock.identity
-        let isFollower = state.withLock { state -> Bool in
+        state.withLock { state in
             if case .stored = change { state.recordFeedLive = true } else { state.needsRead = true }
-            return state.leading == nil
         }
-        guard isFollower, case .stored(let read) = change else {
+        guard case .stored(let read) = change else {
             wake.signal()
             return
         }
-        observe(read.record, version: read.version, now: clock.now)
+        // Checked and applied under one lock: a delivery racing this candidate's acquisition is dropped.
+        observe(read.record, version: read.version, now: clock.now, onlyAsFollower: true)
         let holder = read.record.holderIdentity
         if holder.isEmpty || holder == me || read.holderIsKnownGone || read.record.preferredHolder == me {
             wake.signal()
@@ -415,8 +415,11 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
     }
 
     /// Records an observation; resets the expiry timer when the version changed and reports new leaders.
-    private func observe(_ record: LeaderElectionRecord, version: LockVersion, now: C.Instant) {
+    /// - Parameter onlyAsFollower: apply nothing while leading (a change-feed delivery, which may be older than the
+    ///   leader's own latest write: applying it would send the next renewal down the slow path).
+    private func observe(_ record: LeaderElectionRecord, version: LockVersion, now: C.Instant, onlyAsFollower: Bool = false) {
         let newLeader: String? = state.withLock { state in
+            if onlyAsFollower && state.leading != nil { return nil }
             if state.version != version || state.corrupt || state.observedAt == nil {
                 state.version = version
                 state.record = record

@@ -206,15 +206,19 @@ enum ElectionChecks {
         defer { collector.cancel() }
         try await h.quiesce()
         let requested = h.clock.now
+        let readsBefore = a.lock.counts.gets
         let written = try await requestHandoff(on: a.lock.base, to: "c")
         try c.expect(written.preferredHolder == "c" && written.holderIdentity == "a" && !(written.strategy ?? "").isEmpty,
                      "requestHandoff wrote \(written), expected holder a, preferredHolder c and a strategy")
+        // a's next renewal conflicts, it reads the record and sees the hand-off. Its work then drains and it releases
+        // in real time: simulated time must not move meanwhile (it would run a's drain timeout out).
+        try await h.run(until: "a reads the record at its next renewal") { a.lock.counts.gets > readsBefore }
+        try await h.wait(until: "a drains its work and releases") { !a.elector.isLeader && !stops.all.isEmpty }
         try await h.run(until: "c leads after a hands off") { target.elector.isLeader }
         try c.expect(requested.duration(to: h.clock.now) < h.configuration.leaseDuration,
                      "the hand-off took \(requested.duration(to: h.clock.now)) of simulated time: c waited for the lease to expire")
         try c.expect(!h.allIntervals.contains { $0.identity == "b" }, "b led during a hand-off to c")
         try c.expect(a.isRunning && !a.elector.isLeader, "a should still be campaigning as a follower after handing off")
-        try await h.wait(until: "a reports its stop reason") { !stops.all.isEmpty }
         try c.expect(stops.all.first == .handedOff, "a stopped with \(stops.all), expected handedOff")
         try c.expect(target.elector.currentTerm?.fencingToken == tokenA + 1,
                      "c's token is \(String(describing: target.elector.currentTerm?.fencingToken)), expected \(tokenA + 1)")
