@@ -301,7 +301,7 @@ let package = Package(
         ),
         .testTarget(
             name: "LeasectlTests",
-            dependencies: ["EtcdTesting", "KubernetesTesting", "leasectl", "FileLock", "LeaderElection"],
+            dependencies: ["EtcdTesting", "KubernetesTesting", "leasectl", "metrics-worker-example", "FileLock", "LeaderElection"],
             swiftSettings: swiftSettings
         ),
     ]
