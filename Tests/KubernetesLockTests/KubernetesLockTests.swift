@@ -197,8 +197,10 @@ import Testing
             let server = try #require(env.server)
             let lock = InstrumentedLock(try lock(env, "renewals", "a"))
             var configuration = LeaderElectionConfiguration(name: "renewals")
-            configuration.leaseDuration = .seconds(3)
-            configuration.renewDeadline = .seconds(2)
+            // Renew every 100 ms, but with a long renew deadline: under a loaded CI machine a store stall of a
+            // couple of seconds must not end the term (a lost and re-acquired term adds a GET and two Event POSTs).
+            configuration.leaseDuration = .seconds(15)
+            configuration.renewDeadline = .seconds(10)
             configuration.retryPeriod = .milliseconds(100)
             let elector = try LeaderElector(lock: lock, configuration: configuration, clock: ContinuousClock())
             let events = elector.events()
