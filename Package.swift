@@ -229,6 +229,7 @@ let package = Package(
             dependencies: [
                 "Kubernetes",
                 "KubernetesTesting",
+                "EtcdTesting",
                 "LeaderElection",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -1,3 +1,5 @@
+import EtcdTesting
+import Foundation
 import Kubernetes
 import NIOHTTP1
 import Testing
@@ -168,9 +170,11 @@ struct ErrorMappingTests {
     }
 
     @Test func refusedConnectionIsUnavailable() async throws {
-        let server = try await ScriptedHTTPServer.start { _, writer in try await writer.respond(.ok, json: "{}") }
-        let url = server.url
-        await server.shutdown()
+        // A port bound but never listened on refuses connections, and stays ours for the whole test (a port freed by
+        // a stopped server could be taken by another test running in parallel, which might accept).
+        let (fd, port) = try bindLoopbackSocket(listenBacklog: nil)
+        defer { close(fd) }
+        let url = "https://127.0.0.1:\(port)"
         try await withClient(KubernetesConfiguration(server: url, requestTimeout: .seconds(2))) { client in
             let error = await kubernetesError { _ = try await client.getLease(namespace: "default", name: "x") }
             #expect(error?.code == .unavailable)
