@@ -83,8 +83,8 @@ extension ResourceLock {
     }
 }
 
-/// `changes` as a ``LockChange/unknown`` feed (the default ``ResourceLock/recordChanges()``).
-public func mapToUnknown(_ changes: AsyncStream<Void>) -> AsyncStream<LockChange> {
+/// `changes` as a `LockChange.unknown` feed (the default `recordChanges()`).
+func mapToUnknown(_ changes: AsyncStream<Void>) -> AsyncStream<LockChange> {
     let (stream, continuation) = AsyncStream.makeStream(of: LockChange.self, bufferingPolicy: .bufferingNewest(1))
     let task = Task {
         for await _ in changes { continuation.yield(.unknown) }

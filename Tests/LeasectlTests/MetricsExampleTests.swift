@@ -39,9 +39,10 @@ extension ProcessTests {
                 let hostPort = try #require(address, "the example printed no metrics address")
                 let port = try #require(UInt16(hostPort.split(separator: ":").last ?? ""))
                 let lock = try FileLock(directory: directory, name: "worker", identity: "reader")
-                let deadline = ContinuousClock.now + .seconds(20)
-                while try await lock.get()?.record.holderIdentity != "example-1" && ContinuousClock.now < deadline {
-                    try await Task.sleep(for: .milliseconds(20))
+                // Woken by the lock's own change feed (inotify), subscribed before the first read.
+                var changes = try #require(lock.changes()).makeAsyncIterator()
+                while try await lock.get()?.record.holderIdentity != "example-1" {
+                    guard await changes.next() != nil else { break }
                 }
                 #expect(try await lock.get()?.record.holderIdentity == "example-1")
                 let metrics = try await httpGet(port: port, path: "/metrics")
