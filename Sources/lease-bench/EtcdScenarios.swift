@@ -35,12 +35,21 @@ private func oneRoundTripCheck(_ what: String, rpcsPerCall: Double, calls: Int) 
 
 // MARK: Latency
 
+/// One round of Go's client right after one of ours (nil without `--go-reference`).
+private func goRound(_ operation: GoClientReference.Operation, context: BenchContext, key: String, value: [UInt8],
+                     samples: Int) async throws -> GoRound? {
+    guard let go = context.goReference else { return nil }
+    return try await go.round(operation, endpoint: context.etcd.server.endpoint, key: key, value: value, samples: samples,
+                              warmup: context.options.warmupCalls)
+}
+
 let rangeLatency = Scenario(id: "etcd.range.latency", title: "etcd Range (linearizable, 1 key)") { context in
     let client = context.etcd.client
     let key = Array("/lease-bench/range".utf8)
     let value = sampleRecord(identity: benchIdentity).jsonBytes()
     try await client.put(key, value)
     var rounds: [LatencyRound] = []
+    var goRounds: [GoRound] = []
     for round in 1...context.options.rounds {
         rounds.append(try await measureLatencyRound(
             round: round, warmup: context.options.warmupCalls, samples: context.options.latencySamples, fixture: context.etcd,
@@ -49,11 +58,15 @@ let rangeLatency = Scenario(id: "etcd.range.latency", title: "etcd Range (linear
             let response = try await client.range(key)
             guard response.kvs.count == 1 else { throw BenchError("Range returned \(response.kvs.count) keys, expected 1") }
         })
+        if let go = try await goRound(.range, context: context, key: "/lease-bench/go/range", value: value,
+                                      samples: context.options.latencySamples) {
+            goRounds.append(go)
+        }
     }
     let summary = LatencySummary(rounds: rounds)
     return ScenarioMeasurement(
         operation: "EtcdClient.range(key) — one key, serializable: false, \(value.count)-byte value; sequential",
-        latency: summary, reference: GoReference.range,
+        latency: summary, reference: GoReference.figure(.range, rounds: goRounds),
         checks: [oneRoundTripCheck("Range", rpcsPerCall: summary.serverRPCsPerCall, calls: summary.totalSamples)])
 }
 
@@ -63,6 +76,7 @@ let casTxnLatency = Scenario(id: "etcd.txn.cas.latency", title: "etcd CAS Txn (m
     let value = sampleRecord(identity: benchIdentity).jsonBytes()
     var revision = try await client.put(key, value).revision
     var rounds: [LatencyRound] = []
+    var goRounds: [GoRound] = []
     for round in 1...context.options.rounds {
         rounds.append(try await measureLatencyRound(
             round: round, warmup: context.options.warmupCalls, samples: context.options.latencySamples, fixture: context.etcd,
@@ -74,12 +88,16 @@ let casTxnLatency = Scenario(id: "etcd.txn.cas.latency", title: "etcd CAS Txn (m
             guard response.succeeded else { throw BenchError("CAS Txn at revision \(revision) did not succeed (nothing else writes the key)") }
             revision = response.header.revision
         })
+        if let go = try await goRound(.txn, context: context, key: "/lease-bench/go/cas", value: value,
+                                      samples: context.options.latencySamples) {
+            goRounds.append(go)
+        }
     }
     let summary = LatencySummary(rounds: rounds)
     return ScenarioMeasurement(
         operation: "EtcdClient.txn([modRevision(key) == rev], success: [put(key, \(value.count) B)], failure: [range(key)]), "
             + "rev = the previous call's header.revision; sequential",
-        latency: summary, reference: GoReference.casTxn,
+        latency: summary, reference: GoReference.figure(.txn, rounds: goRounds),
         checks: [oneRoundTripCheck("Txn", rpcsPerCall: summary.serverRPCsPerCall, calls: summary.totalSamples)])
 }
 
@@ -90,6 +108,7 @@ let renewalLatency = Scenario(id: "etcdlock.renewal.latency", title: "EtcdLock r
     var record = sampleRecord(identity: benchIdentity)
     var version = try await lock.create(record)
     var rounds: [LatencyRound] = []
+    var goRounds: [GoRound] = []
     for round in 1...context.options.rounds {
         rounds.append(try await measureLatencyRound(
             round: round, warmup: context.options.warmupCalls, samples: context.options.renewalSamples, fixture: context.etcd,
@@ -98,13 +117,17 @@ let renewalLatency = Scenario(id: "etcdlock.renewal.latency", title: "EtcdLock r
             record.renewTime = MicroTime.now()
             version = try await lock.update(record, expecting: version)
         })
+        if let go = try await goRound(.txn, context: context, key: "/lease-bench/go/renewal", value: record.jsonBytes(),
+                                      samples: context.options.renewalSamples) {
+            goRounds.append(go)
+        }
     }
     let summary = LatencySummary(rounds: rounds)
-    // The renewal should cost what one raw CAS Txn costs: compare it with Go's Txn figure.
+    // The renewal should cost what one raw CAS Txn costs: compare it with Go's Txn (with the same record bytes).
     return ScenarioMeasurement(
         operation: "record.renewTime = now; EtcdLock.update(record, expecting: version) — JSON encode + one CAS Txn; "
             + "sequential, each with the version the previous one returned",
-        latency: summary, reference: GoReference.casTxn,
+        latency: summary, reference: GoReference.figure(.txn, rounds: goRounds),
         checks: [oneRoundTripCheck("renewal", rpcsPerCall: summary.serverRPCsPerCall, calls: summary.totalSamples)])
 }
 

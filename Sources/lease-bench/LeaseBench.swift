@@ -34,6 +34,14 @@ enum LeaseBench {
         let below = options.belowMinimums
         if !below.isEmpty { log("lease-bench: note: below the documented configuration (\(below.joined(separator: "; "))): not a comparable run") }
 
+        let goReference: GoClientReference?
+        do {
+            goReference = try options.goReference.map { path throws(BenchError) in try GoClientReference(executable: path) }
+        } catch {
+            log("lease-bench: error: \(error)")
+            return 2
+        }
+
         let machine = MachineInfo.collect()
         let startedAt = timestamp()
         log("lease-bench: starting etcd …")
@@ -57,7 +65,7 @@ enum LeaseBench {
         let selectedIDs = Set(selected.map(\.id))
         report.notSelected = scenarios.map(\.id).filter { !selectedIDs.contains($0) }
 
-        let context = BenchContext(options: options, etcd: fixture, kubernetes: KubernetesFixtureHolder(etcd: fixture))
+        let context = BenchContext(options: options, etcd: fixture, goReference: goReference, kubernetes: KubernetesFixtureHolder(etcd: fixture))
         for (index, scenario) in selected.enumerated() {
             log("[\(index + 1)/\(selected.count)] \(scenario.id): \(scenario.title) …")
             let started = monotonicNanos()
@@ -95,7 +103,9 @@ enum LeaseBench {
         if let l = result.latency {
             let p = l.medianLatencyMicros
             var line = "p50 \(formatMicros(p.p50)) µs, p90 \(formatMicros(p.p90)), p99 \(formatMicros(p.p99)), max \(formatMicros(p.max))"
-            if let r = result.ratioToReference { line += "; \(formatRatio(r))× Go" }
+            if let r = result.ratioToReference, let reference = result.reference {
+                line += "; \(formatRatio(r))× Go (\(formatMicros(reference.p50Micros)) µs, \(reference.measured ? "this run" : "documented"))"
+            }
             return line
         }
         if let t = result.transition {

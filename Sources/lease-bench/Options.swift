@@ -44,6 +44,9 @@ struct BenchOptions: Sendable, Codable {
     var idleSeconds = 5.0
     /// Calls in flight for the throughput scenarios.
     var concurrencyLevels = [1, 8, 32]
+    /// The built `bench/go-clientv3` (Go's etcd client), run between the rounds of the etcd latency scenarios;
+    /// without it the ratios are to the documented Go figures.
+    var goReference: String? = nil
     /// Where the JSON results go.
     var output = "bench/results.json"
     /// Run only the scenarios whose id contains one of these substrings (all when empty).
@@ -80,6 +83,7 @@ struct BenchOptions: Sendable, Codable {
         if scaleLeases < 10_000 { reasons.append("scale leases \(scaleLeases) < 10000") }
         if scaleSeconds < 60 { reasons.append("scale window \(scaleSeconds) s < 60 s") }
         if renewCostRenewals < 200 { reasons.append("renew-cost renewals \(renewCostRenewals) < 200") }
+        if goReference == nil { reasons.append("no --go-reference: Go ratios are to the documented figures, not measured in this run") }
         if !filters.isEmpty { reasons.append("scenarios filtered by --filter \(filters.joined(separator: ","))") }
         return reasons
     }
@@ -118,6 +122,9 @@ struct BenchOptions: Sendable, Codable {
           --concurrency LIST       calls in flight for throughput, comma-separated (default 1,8,32)
           --filter SUBSTRING       run only scenarios whose id contains it (repeatable; others are
                                    reported as not selected)
+          --go-reference PATH      Go's etcd client (bench/go-clientv3, built by make bench): one Go round
+                                   after each etcd latency round, same etcd; ratios are to it (without
+                                   it: to the documented figures, 190 / 460 µs)
           --output PATH            JSON results (default bench/results.json)
           --list                   list the scenario ids and exit
           -h, --help               this text
@@ -175,6 +182,7 @@ struct BenchOptions: Sendable, Codable {
             case "--idle-seconds": options.idleSeconds = Double(try positive(argument))
             case "--filter": options.filters.append(try value(argument))
             case "--output": options.output = try value(argument)
+            case "--go-reference": options.goReference = try value(argument)
             case "--list": options.listOnly = true
             default: throw BenchError("unknown argument \"\(argument)\" (see --help)")
             }

@@ -84,7 +84,9 @@ func markdown(_ report: BenchReport) -> String {
         for s in latency {
             let l = s.latency!
             let p = l.medianLatencyMicros
-            let reference = s.reference.map { formatMicros($0.p50Micros) } ?? "—"
+            let reference = s.reference.map { r in
+                r.measured ? "\(formatMicros(r.p50Micros)) (this run)" : "\(formatMicros(r.p50Micros)) (documented)"
+            } ?? "—"
             let ratio = s.ratioToReference.map { r in
                 "\(formatRatio(r))×" + (r <= GoReference.goalRatio ? "" : " **(above \(formatRatio(GoReference.goalRatio, digits: 1))×)**")
             } ?? "—"
@@ -94,6 +96,7 @@ func markdown(_ report: BenchReport) -> String {
                 + "\(formatRatio(l.medianClientContextSwitchesPerCall, digits: 1)) | \(formatRatio(l.serverRPCsPerCall, digits: 3)) |")
         }
         out.append("")
+        out += goReferenceMarkdown(latency)
     }
     let throughput = report.scenarios.filter { $0.throughput != nil }
     if !throughput.isEmpty {
@@ -132,7 +135,8 @@ func markdown(_ report: BenchReport) -> String {
     if !report.failures.isEmpty || !report.notSelected.isEmpty { out.append("") }
     let kubernetesGoals = report.scenarios.contains { $0.transition != nil }
         ? "Kubernetes goals (informational): \(KubernetesGoal.handOff); \(KubernetesGoal.takeover). " : ""
-    out.append("Reference: \(GoReference.source). Goal: p50 ≤ \(formatRatio(GoReference.goalRatio, digits: 1))× Go. " + kubernetesGoals
+    let measuredGo = report.scenarios.contains { $0.reference?.measured == true }
+    out.append("Reference: \(measuredGo ? GoReference.measuredSource : GoReference.documentedSource). Goal: p50 ≤ \(formatRatio(GoReference.goalRatio, digits: 1))× Go. " + kubernetesGoals
         + "etcd data directory on \(report.configuration.etcdDataFileSystem). "
         + "Load average at start / end: \(report.machine.loadAverageAtStart) / \(report.machine.loadAverageAtEnd ?? "?").")
     return out.joined(separator: "\n")
@@ -282,4 +286,25 @@ func timestamp() -> String {
     let formatter = ISO8601DateFormatter()
     formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
     return formatter.string(from: Date())
+}
+
+/// The Go rounds of this run next to ours, and the ratios to the documented figures.
+private func goReferenceMarkdown(_ latency: [ScenarioResult]) -> [String] {
+    let measured = latency.filter { $0.reference?.measured == true }
+    guard !measured.isEmpty else {
+        return ["Go clientv3 was not measured in this run (no `--go-reference`): the ratios are to the documented figures.", ""]
+    }
+    var out = ["#### Go clientv3 in the same run (one Go round after each of ours, same etcd)", "",
+               "| Scenario | Go rounds | Go p50 | Go p90 | Go p99 | Go p50 spread over rounds | Go CPU µs/call | Ours / Go (p50) | Documented Go p50 | Ours / documented |",
+               "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    for s in measured {
+        let r = s.reference!
+        let spread = r.p50RangeMicros.map { "\(formatMicros($0[0]))–\(formatMicros($0[1]))" } ?? "—"
+        out.append("| \(s.title) | \(r.rounds.count) × \(r.rounds.first?.samples ?? 0) | \(formatMicros(r.p50Micros)) | "
+            + "\(formatMicros(median(r.rounds.map(\.p90Micros)))) | \(formatMicros(median(r.rounds.map(\.p99Micros)))) | \(spread) | "
+            + "\(r.medianCPUMicrosPerCall.map(formatMicros) ?? "—") | \(s.ratioToReference.map { formatRatio($0) + "×" } ?? "—") | "
+            + "\(formatMicros(r.documentedP50Micros)) | \(s.ratioToDocumentedReference.map { formatRatio($0) + "×" } ?? "—") |")
+    }
+    out.append("")
+    return out
 }

@@ -1,24 +1,54 @@
-/// What a scenario is compared against: a figure measured with Go's etcd client (`go.etcd.io/etcd/clientv3`)
-/// on the same machine against the same kind of single-member loopback etcd.
+/// What a scenario is compared against: Go's etcd client (`go.etcd.io/etcd/clientv3`) on the same machine
+/// against the same kind of single-member loopback etcd — measured in this run when `--go-reference` is given
+/// (`make bench` does), otherwise the figure documented in the benchmark issue.
 struct ReferenceFigure: Codable, Sendable {
     /// What was measured, in words.
     var description: String
-    /// The reference p50 latency, µs.
+    /// The reference p50 latency the ratio is computed against, µs: the median over the Go rounds of this run,
+    /// or the documented figure when none ran.
     var p50Micros: Double
     var source: String
+    /// `true` when ``p50Micros`` was measured in this run (interleaved with the scenario's own rounds).
+    var measured: Bool
+    /// The figure documented in the issue (measured with Go's client on an earlier day).
+    var documentedP50Micros: Double
+    /// The Go rounds of this run, in order (each ran right after the scenario's round of the same number).
+    var rounds: [GoRound] = []
+
+    /// Smallest and largest per-round p50 of the Go rounds, µs.
+    var p50RangeMicros: [Double]? { rounds.isEmpty ? nil : [rounds.map(\.p50Micros).min()!, rounds.map(\.p50Micros).max()!] }
+    /// Median over the Go rounds of the Go process's CPU per call, µs.
+    var medianCPUMicrosPerCall: Double? { rounds.isEmpty ? nil : median(rounds.map(\.cpuMicrosPerCall)) }
 }
 
-/// The documented reference figures (the only numbers this benchmark does not measure itself).
+/// The reference figures: Go's client measured in this run, or the documented figures.
 enum GoReference {
-    static let source = "Go clientv3 (etcd 3.4 client), single-member etcd on loopback, measured on this machine; "
-        + "figures documented in the benchmark milestone and docs/performance.md"
-    /// Single-key linearizable Range.
-    static let range = ReferenceFigure(description: "clientv3 Get (linearizable, one key) p50", p50Micros: 190, source: source)
-    /// `mod_revision == expected → put, else range` transaction.
-    static let casTxn = ReferenceFigure(description: "clientv3 Txn(If(ModRevision == rev)).Then(OpPut).Else(OpGet) p50",
-                                        p50Micros: 460, source: source)
+    static let documentedSource = "Go clientv3 (etcd 3.4 client), single-member etcd on loopback, measured on this machine "
+        + "on an earlier day; figures documented in the benchmark issue and docs/performance.md"
+    static let measuredSource = "Go clientv3 (bench/go-clientv3: go.etcd.io/etcd/clientv3 from Debian golang-etcd-server-dev), "
+        + "same etcd, one Go round (own process, own connection, same warm-up and sample counts, own key) after each of ours"
+    /// Single-key linearizable Range: documented p50.
+    static let documentedRangeMicros = 190.0
+    /// `mod_revision == expected → put, else range` transaction: documented p50.
+    static let documentedCASTxnMicros = 460.0
+    static let rangeDescription = "clientv3 Get (linearizable, one key) p50"
+    static let casTxnDescription = "clientv3 Txn(If(ModRevision == rev)).Then(OpPut).Else(OpGet) p50"
     /// The goal: at most this much slower than Go.
     static let goalRatio = 1.1
+
+    /// The figure for `operation`: the median p50 of `rounds` when there are any, else the documented one.
+    static func figure(_ operation: GoClientReference.Operation, rounds: [GoRound]) -> ReferenceFigure {
+        let (description, documented) = switch operation {
+        case .range: (rangeDescription, documentedRangeMicros)
+        case .txn: (casTxnDescription, documentedCASTxnMicros)
+        }
+        guard !rounds.isEmpty else {
+            return ReferenceFigure(description: description, p50Micros: documented, source: documentedSource, measured: false,
+                                   documentedP50Micros: documented)
+        }
+        return ReferenceFigure(description: description, p50Micros: median(rounds.map(\.p50Micros)), source: measuredSource,
+                               measured: true, documentedP50Micros: documented, rounds: rounds)
+    }
 }
 
 /// A pass/fail invariant a scenario checks (a failed check fails the run).
@@ -43,8 +73,10 @@ struct ScenarioResult: Codable, Sendable {
     /// takeover on flock and etcd).
     var floor: FloorSummary?
     var reference: ReferenceFigure?
-    /// Measured median p50 / reference p50.
+    /// Measured median p50 / reference p50 (Go measured in this run when it ran).
     var ratioToReference: Double?
+    /// Measured median p50 / the documented Go figure (for comparison with earlier runs).
+    var ratioToDocumentedReference: Double?
     /// The p50 ratio to Go is within ``GoReference/goalRatio``, or the transition times meet their goal.
     var withinGoal: Bool?
     var checks: [Check] = []
@@ -64,6 +96,7 @@ struct ScenarioResult: Codable, Sendable {
         if let reference, let latency {
             let ratio = latency.medianLatencyMicros.p50 / reference.p50Micros
             ratioToReference = ratio
+            ratioToDocumentedReference = latency.medianLatencyMicros.p50 / reference.documentedP50Micros
             withinGoal = ratio <= GoReference.goalRatio
         }
     }
@@ -86,6 +119,8 @@ struct ScenarioMeasurement: Sendable {
 struct BenchContext: Sendable {
     let options: BenchOptions
     let etcd: EtcdFixture
+    /// Go's etcd client, run between the rounds of the etcd latency scenarios (`--go-reference`).
+    let goReference: GoClientReference?
     /// The Kubernetes API server over `etcd`, started by the first Kubernetes scenario that asks for it.
     let kubernetes: KubernetesFixtureHolder
 }
