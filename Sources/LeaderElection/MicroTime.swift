@@ -42,6 +42,14 @@ public struct MicroTime: Hashable, Comparable, Sendable, CustomStringConvertible
     /// RFC 3339 in UTC with exactly six fractional digits, as Kubernetes writes a `MicroTime`:
     /// `2006-01-02T15:04:05.000000Z`.
     public var rfc3339: String {
+        var out: [UInt8] = []
+        out.reserveCapacity(27)
+        appendRFC3339(to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Appends ``rfc3339``'s bytes (used by the record encoder on every renewal, without building strings).
+    func appendRFC3339(to out: inout [UInt8]) {
         let micros = microsecondsSinceEpoch
         var seconds = micros / 1_000_000
         var fraction = micros % 1_000_000
@@ -50,11 +58,20 @@ public struct MicroTime: Hashable, Comparable, Sendable, CustomStringConvertible
         var secondOfDay = seconds % 86_400
         if secondOfDay < 0 { secondOfDay += 86_400; days -= 1 }
         let (y, m, d) = civilFromDays(days)
-        func pad(_ v: Int64, _ width: Int) -> String {
-            let s = String(v)
-            return s.count >= width ? s : String(repeating: "0", count: width - s.count) + s
-        }
-        return "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))T\(pad(secondOfDay / 3600, 2)):\(pad(secondOfDay / 60 % 60, 2)):\(pad(secondOfDay % 60, 2)).\(pad(fraction, 6))Z"
+        appendDecimal(y, width: 4, to: &out)
+        out.append(UInt8(ascii: "-"))
+        appendDecimal(m, width: 2, to: &out)
+        out.append(UInt8(ascii: "-"))
+        appendDecimal(d, width: 2, to: &out)
+        out.append(UInt8(ascii: "T"))
+        appendDecimal(secondOfDay / 3600, width: 2, to: &out)
+        out.append(UInt8(ascii: ":"))
+        appendDecimal(secondOfDay / 60 % 60, width: 2, to: &out)
+        out.append(UInt8(ascii: ":"))
+        appendDecimal(secondOfDay % 60, width: 2, to: &out)
+        out.append(UInt8(ascii: "."))
+        appendDecimal(fraction, width: 6, to: &out)
+        out.append(UInt8(ascii: "Z"))
     }
 
     public var description: String { rfc3339 }

@@ -37,6 +37,29 @@ import Testing
         #expect(extra["generation"] == 42)
     }
 
+    /// The exact bytes the encoder writes (every backend stores them; client-go and older versions of this package
+    /// read them): field order, escapes, integer and decimal durations, six-digit timestamps.
+    @Test func recordEncodesToExactBytes() {
+        let full = LeaderElectionRecord(
+            holderIdentity: "h\"\\\n\r\t\u{01}\u{1f}é😀 ", leaseDuration: .milliseconds(1050),
+            acquireTime: MicroTime(microsecondsSinceEpoch: 1_136_214_245_000_123),
+            renewTime: MicroTime(microsecondsSinceEpoch: 253_402_300_799_999_999),  // 9999-12-31T23:59:59.999999Z
+            leaseTransitions: 12_345, strategy: "OldestEmulationVersion", preferredHolder: "b")
+        #expect(String(decoding: full.jsonBytes(extraFields: ["zeta": -9_223_372_036_854_775_808, "generation": 0]), as: UTF8.self)
+            == #"{"holderIdentity":"h\"\\\n\r\t\u0001\u001fé😀 ","leaseDurationSeconds":1.05,"#
+            + #""acquireTime":"2006-01-02T15:04:05.000123Z","renewTime":"9999-12-31T23:59:59.999999Z","#
+            + #""leaderTransitions":12345,"strategy":"OldestEmulationVersion","preferredHolder":"b","#
+            + #""generation":0,"zeta":-9223372036854775808}"#)
+        let minimal = LeaderElectionRecord(holderIdentity: "", leaseDuration: .seconds(15), acquireTime: nil, renewTime: nil,
+                                           leaseTransitions: 0)
+        #expect(String(decoding: minimal.jsonBytes(), as: UTF8.self)
+            == #"{"holderIdentity":"","leaseDurationSeconds":15,"leaderTransitions":0}"#)
+        let subSecond = LeaderElectionRecord(holderIdentity: "a", leaseDuration: .microseconds(250_001), acquireTime: nil,
+                                             renewTime: nil, leaseTransitions: 1)
+        #expect(String(decoding: subSecond.jsonBytes(), as: UTF8.self)
+            == #"{"holderIdentity":"a","leaseDurationSeconds":0.250001,"leaderTransitions":1}"#)
+    }
+
     @Test func readsClientGoRecords() throws {
         let json = #"{"holderIdentity":"node-1_abc","leaseDurationSeconds":15,"acquireTime":"2024-05-01T10:00:00Z","renewTime":"2024-05-01T10:05:00Z","leaderTransitions":3}"#
         let (record, _) = try LeaderElectionRecord.decodeJSON(Array(json.utf8))
