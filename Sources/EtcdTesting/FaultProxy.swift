@@ -15,7 +15,25 @@ import Synchronization
 ///
 /// Each proxy has an id; the chaos harness gives every candidate slot its own proxy per server, so faults can
 /// hit the leader alone. Tests use it to put a dead connection between a client and a real server.
+///
+/// Every proxy also counts the bytes it reads from each side (``traffic(proxy:)``, per connection with
+/// ``trafficByConnection(proxy:)``): what went over the wire, TLS records included, counted before they are
+/// forwarded — so when a client has received a response, the request and the response are both counted.
 public final class FaultProxy: @unchecked Sendable {
+    /// Bytes a proxy read from the clients (to forward upstream) and from the server (to forward to the clients).
+    public struct Traffic: Sendable, Hashable {
+        public var clientToUpstream: Int
+        public var upstreamToClient: Int
+        public init(clientToUpstream: Int = 0, upstreamToClient: Int = 0) {
+            self.clientToUpstream = clientToUpstream
+            self.upstreamToClient = upstreamToClient
+        }
+        /// `self − earlier`, field by field.
+        public func subtracting(_ earlier: Traffic) -> Traffic {
+            Traffic(clientToUpstream: clientToUpstream - earlier.clientToUpstream, upstreamToClient: upstreamToClient - earlier.upstreamToClient)
+        }
+    }
+
     struct Settings: Sendable {
         var latency: Int64 = 0
         var stalledUntil: Int64 = 0
@@ -28,6 +46,9 @@ public final class FaultProxy: @unchecked Sendable {
         var activeConnections: [Int: Int] = [:]
         var blackholedTotal = 0
         var acceptedTotal = 0
+        /// Bytes read, by proxy and by connection (numbered from 1 in accept order, per proxy; closed ones kept).
+        var traffic: [Int: [Int: Traffic]] = [:]
+        var connectionsAccepted: [Int: Int] = [:]
         var running = true
     }
     private let shared = Mutex(Shared())
@@ -40,6 +61,8 @@ public final class FaultProxy: @unchecked Sendable {
 
     private final class Connection {
         let proxy: Int
+        /// Numbered from 1 per proxy, in accept order.
+        var serial = 0
         var client: Int32
         var upstream: Int32
         var connecting = true
@@ -150,6 +173,19 @@ public final class FaultProxy: @unchecked Sendable {
     public var blackholedTotal: Int { shared.withLock { $0.blackholedTotal } }
     /// Connections accepted so far.
     public var acceptedTotal: Int { shared.withLock { $0.acceptedTotal } }
+
+    /// Bytes read so far on this proxy's connections, all together (closed ones included).
+    public func traffic(proxy: Int) -> Traffic {
+        shared.withLock { state in
+            (state.traffic[proxy] ?? [:]).values.reduce(into: Traffic()) {
+                $0.clientToUpstream += $1.clientToUpstream
+                $0.upstreamToClient += $1.upstreamToClient
+            }
+        }
+    }
+
+    /// Bytes read so far on this proxy's connections, by connection (numbered from 1 in accept order).
+    public func trafficByConnection(proxy: Int) -> [Int: Traffic] { shared.withLock { $0.traffic[proxy] ?? [:] } }
 
     /// Stops the thread and closes every socket.
     public func shutdown() {
@@ -277,7 +313,13 @@ public final class FaultProxy: @unchecked Sendable {
             let c = Connection(proxy: listener.id, client: client, upstream: upstream)
             c.connecting = rc != 0
             connections.append(c)
-            shared.withLock { $0.acceptedTotal += 1 }
+            c.serial = shared.withLock { state in
+                state.acceptedTotal += 1
+                state.connectionsAccepted[listener.id, default: 0] += 1
+                let serial = state.connectionsAccepted[listener.id]!
+                state.traffic[listener.id, default: [:]][serial] = Traffic()
+                return serial
+            }
         }
     }
 
@@ -298,6 +340,7 @@ public final class FaultProxy: @unchecked Sendable {
         if clientRevents & Int32(POLLIN | POLLHUP | POLLERR) != 0 && !c.clientEOF {
             let n = buffer.withUnsafeMutableBytes { read(c.client, $0.baseAddress, $0.count) }
             if n > 0 {
+                count(c, clientToUpstream: n)
                 if !c.blackholed { c.toUpstream.append(buffer[0..<n], at: now + settings.latency) }
             } else if n == 0 || (errno != EAGAIN && errno != EINTR) {
                 // The candidate closed (or reset) its end: the connection is over, black-holed or not.
@@ -308,6 +351,7 @@ public final class FaultProxy: @unchecked Sendable {
         if c.upstream >= 0 && !c.connecting && upstreamRevents & Int32(POLLIN | POLLHUP | POLLERR) != 0 && !c.upstreamEOF {
             let n = buffer.withUnsafeMutableBytes { read(c.upstream, $0.baseAddress, $0.count) }
             if n > 0 {
+                count(c, upstreamToClient: n)
                 if !c.blackholed { c.toClient.append(buffer[0..<n], at: now + settings.latency) }
             } else if n == 0 || (errno != EAGAIN && errno != EINTR) {
                 c.upstreamEOF = true
@@ -331,6 +375,14 @@ public final class FaultProxy: @unchecked Sendable {
             c.clientShut = true
         }
         if c.clientEOF && c.upstreamEOF && c.toClient.isEmpty && c.toUpstream.isEmpty { closeConnection(c) }
+    }
+
+    /// Counts bytes read on a connection (before they are forwarded).
+    private func count(_ c: Connection, clientToUpstream: Int = 0, upstreamToClient: Int = 0) {
+        shared.withLock { state in
+            state.traffic[c.proxy, default: [:]][c.serial, default: Traffic()].clientToUpstream += clientToUpstream
+            state.traffic[c.proxy, default: [:]][c.serial, default: Traffic()].upstreamToClient += upstreamToClient
+        }
     }
 
     /// Writes due chunks; `false` on a write error.

@@ -14,31 +14,156 @@ import Logging
 import Synchronization
 
 // `lease-bench --child MODE …`: this binary as a separate process, for what cannot be measured in the bench's
-// own process — a leader that is SIGKILLed (filelock.takeover.crash), the RSS of an idle elector (memory.idle),
-// and the CPU and RSS of a process holding 10,000 heartbeat leases (*.scale.heartbeats).
+// own process — a leader that is SIGKILLed (*.takeover.crash on flock, etcd and Kubernetes), the RSS of an idle
+// elector (memory.idle), and the CPU and RSS of a process holding 10,000 heartbeat leases (*.scale.heartbeats).
+//
+// Every child dies with the bench: it is started through `setpriv --pdeathsig KILL` (where util-linux has it)
+// from a thread that lives as long as the process (the kernel sends the parent-death signal when the *thread*
+// that spawned the child exits, and the threads of Swift's pool come and go). A reporting child also exits when
+// its stdout pipe breaks.
 
-/// A child process running this binary with `--child`; stdout goes to /dev/null, stderr is inherited.
+/// `setpriv` when it can give a child a parent-death signal, checked once.
+private let childPdeathsigLauncher: String? = {
+    for dir in ["/usr/bin", "/bin", "/usr/sbin", "/sbin"] where access("\(dir)/setpriv", X_OK) == 0 {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "\(dir)/setpriv")
+        process.arguments = ["--pdeathsig", "KILL", "--", "/bin/sh", "-c", "exit 0"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        guard (try? process.run()) != nil else { return nil }
+        process.waitUntilExit()
+        return process.terminationStatus == 0 ? "\(dir)/setpriv" : nil
+    }
+    return nil
+}()
+
+/// One thread that never exits and starts every child (see above).
+private final class ChildSpawnerThread: @unchecked Sendable {
+    static let shared = ChildSpawnerThread()
+    private let condition = NSCondition()
+    private var jobs: [() -> Void] = []   // guarded by `condition`
+
+    private init() {
+        let thread = Thread { [self] in
+            while true {
+                condition.lock()
+                while jobs.isEmpty { condition.wait() }
+                let job = jobs.removeFirst()
+                condition.unlock()
+                job()
+            }
+        }
+        thread.name = "lease-bench spawner"
+        thread.stackSize = 512 << 10
+        thread.start()
+    }
+
+    /// Runs `body` on the spawner thread, blocking the caller until it has returned.
+    func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) throws -> T {
+        let result = Mutex<Result<T, any Error>?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        condition.lock()
+        jobs.append {
+            let outcome = Result { try body() }
+            result.withLock { $0 = outcome }
+            done.signal()
+        }
+        condition.signal()
+        condition.unlock()
+        done.wait()
+        return try result.withLock { $0! }.get()
+    }
+}
+
+/// The lines a reporting child writes on its stdout, read by a thread of their own.
+final class ChildLines: Sendable {
+    private struct State { var lines: [String] = []; var partial: [UInt8] = []; var ended = false }
+    private let state = Mutex(State())
+
+    /// Reads `fd` until EOF (then closes it).
+    init(reading fd: Int32) {
+        let thread = Thread { [self] in
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { break }
+                state.withLock { state in
+                    for byte in buffer[0..<n] {
+                        if byte == UInt8(ascii: "\n") {
+                            state.lines.append(String(decoding: state.partial, as: UTF8.self))
+                            state.partial = []
+                        } else {
+                            state.partial.append(byte)
+                        }
+                    }
+                }
+            }
+            close(fd)
+            state.withLock { $0.ended = true }
+        }
+        thread.name = "lease-bench child stdout"
+        thread.stackSize = 256 << 10
+        thread.start()
+    }
+
+    /// Every complete line so far.
+    var lines: [String] { state.withLock { $0.lines } }
+    /// Whether the child's stdout reached EOF (every line it wrote has been read).
+    var ended: Bool { state.withLock { $0.ended } }
+}
+
+/// A child process running this binary with `--child`; stdout goes to /dev/null (or, with `reportLines`, to a
+/// pipe read into ``lines``), stderr is inherited.
 final class ChildProcess: @unchecked Sendable {
     let pid: Int32
     private let process: Process
+    /// The child's stdout, line by line (`spawn(…, reportLines: true)` only).
+    let lines: ChildLines?
 
-    private init(process: Process) {
+    private init(process: Process, lines: ChildLines?) {
         self.process = process
+        self.lines = lines
         pid = process.processIdentifier
     }
 
-    static func spawn(_ arguments: [String], environment: [String: String] = [:]) throws -> ChildProcess {
+    static func spawn(_ arguments: [String], environment: [String: String] = [:], reportLines: Bool = false) throws -> ChildProcess {
         let process = Process()
         let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = ["--child"] + arguments
+        if let setpriv = childPdeathsigLauncher {
+            process.executableURL = URL(fileURLWithPath: setpriv)
+            process.arguments = ["--pdeathsig", "KILL", "--", executable, "--child"] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = ["--child"] + arguments
+        }
         var env = ProcessInfo.processInfo.environment
         for (key, value) in environment { env[key] = value }
         process.environment = env
-        process.standardOutput = FileHandle.nullDevice
         process.standardInput = FileHandle.nullDevice
-        try process.run()
-        return ChildProcess(process: process)
+        // A pipe of our own, both ends close-on-exec (pipe2 is not visible to Swift: pipe + fcntl) (no other child inherits them; the child gets the write
+        // end as its fd 1 through dup2), so that the reader sees EOF when this child is gone.
+        var ends: [Int32] = [-1, -1]
+        if reportLines {
+            guard pipe(&ends) == 0 else { throw BenchError("pipe: \(String(cString: strerror(errno)))") }
+            for fd in ends { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+            process.standardOutput = FileHandle(fileDescriptor: ends[1], closeOnDealloc: false)
+        } else {
+            process.standardOutput = FileHandle.nullDevice
+        }
+        let started = UncheckedBox(process)
+        do {
+            try ChildSpawnerThread.shared.run { try started.value.run() }
+        } catch {
+            if reportLines { close(ends[0]); close(ends[1]) }
+            throw error
+        }
+        var lines: ChildLines?
+        if reportLines {
+            close(ends[1])
+            lines = ChildLines(reading: ends[0])
+        }
+        return ChildProcess(process: process, lines: lines)
     }
 
     func kill(_ signal: Int32) { _ = Glibc.kill(pid, signal) }
@@ -57,6 +182,80 @@ final class ChildProcess: @unchecked Sendable {
         }
         return process.terminationReason == .uncaughtSignal ? "signal \(process.terminationStatus)" : "exit \(process.terminationStatus)"
     }
+}
+
+private final class UncheckedBox<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}
+
+/// One line a reporting child (`--child elector --report stdout`) writes on stdout for every write of its lock,
+/// timestamps in CLOCK_MONOTONIC ns (one clock for every process on the machine):
+/// - `attempt START` when an update (a renewal, or the acquisition of a released lease) is about to be sent;
+/// - `wrote START END VERSION` when an update or create that names this child as the holder has succeeded
+///   (START: when it was sent — the leader's guarantee counts from there; END: when it returned).
+enum ChildReport: Equatable {
+    case attempt(start: UInt64)
+    case wrote(start: UInt64, end: UInt64, version: String)
+
+    init?(_ line: String) {
+        let fields = line.split(separator: " ")
+        switch fields.first {
+        case "attempt" where fields.count == 2:
+            guard let start = UInt64(fields[1]) else { return nil }
+            self = .attempt(start: start)
+        case "wrote" where fields.count == 4:
+            guard let start = UInt64(fields[1]), let end = UInt64(fields[2]) else { return nil }
+            self = .wrote(start: start, end: end, version: String(fields[3]))
+        default:
+            return nil
+        }
+    }
+
+    var line: String {
+        switch self {
+        case .attempt(let start): "attempt \(start)\n"
+        case .wrote(let start, let end, let version): "wrote \(start) \(end) \(version)\n"
+        }
+    }
+}
+
+/// The child's lock, reporting its writes on stdout (see ``ChildReport``). A write is one `write(2)` of a short
+/// line to a pipe (atomic), made before `update` is sent and after it returned. If the pipe is gone (the bench
+/// died) the child exits.
+private final class ReportingLock: ResourceLock {
+    let inner: any ResourceLock
+    var identity: String { inner.identity }
+    var description: String { inner.description }
+
+    init(_ inner: any ResourceLock) { self.inner = inner }
+
+    private func report(_ report: ChildReport) {
+        let bytes = Array(report.line.utf8)
+        let n = bytes.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
+        if n < 0 && errno == EPIPE || n == 0 { exit(0) }
+    }
+
+    func get() async throws -> VersionedRecord? { try await inner.get() }
+
+    func create(_ record: LeaderElectionRecord) async throws -> LockVersion {
+        let start = monotonicNanos()
+        let version = try await inner.create(record)
+        if record.holderIdentity == identity { report(.wrote(start: start, end: monotonicNanos(), version: version.rawValue)) }
+        return version
+    }
+
+    func update(_ record: LeaderElectionRecord, expecting version: LockVersion) async throws -> LockVersion {
+        let start = monotonicNanos()
+        if record.holderIdentity == identity { report(.attempt(start: start)) }
+        let newVersion = try await inner.update(record, expecting: version)
+        if record.holderIdentity == identity { report(.wrote(start: start, end: monotonicNanos(), version: newVersion.rawValue)) }
+        return newVersion
+    }
+
+    func recordEvent(_ event: LockEvent) async { await inner.recordEvent(event) }
+    func changes() -> AsyncStream<Void>? { inner.changes() }
+    func recordChanges() -> AsyncStream<LockChange>? { inner.recordChanges() }
 }
 
 /// What `--child heartbeats` writes to `--result`.
@@ -150,7 +349,8 @@ enum ChildMode {
         case let other:
             throw BenchError("unknown backend \(other)")
         }
-        let elector = try LeaderElector(lock: lock, configuration: configuration, clock: ContinuousClock())
+        let reported: any ResourceLock = flags["report"] == "stdout" ? ReportingLock(lock) : lock
+        let elector = try LeaderElector(lock: reported, configuration: configuration, clock: ContinuousClock())
         _ = try await elector.run { _ in try await Task.sleep(for: .seconds(86_400)) }
     }
 
@@ -286,5 +486,33 @@ enum ChildMode {
             lagMillis: Percentiles(samples: s.lags), latencyMillis: Percentiles(samples: s.latencies),
             cpuCores: Double(cpu1 - cpu0) / 1e9 / measured, rssMaxMiB: rssMax, rssPeakMiB: peak, failuresByError: s.errors)
         try JSONEncoder().encode(result).write(to: URL(fileURLWithPath: resultPath))
+    }
+}
+
+/// Where a `--child elector` leads: the backend's flags and environment, and what removes the files made for it.
+struct ChildBackendArguments: Sendable {
+    var arguments: [String]
+    var environment: [String: String] = [:]
+    var cleanup: @Sendable () -> Void = {}
+}
+
+/// The child's flags for `kind`: flock `--dir`; etcd `--endpoint`; Kubernetes `--server`, `--ca` (the test CA,
+/// written to a temporary file), `--namespace`, and the bearer token in `LEASE_BENCH_K8S_TOKEN`.
+func childBackendArguments(_ kind: BackendKind, _ context: BenchContext, directory: String?) async throws -> ChildBackendArguments {
+    switch kind {
+    case .file:
+        guard let directory else { throw BenchError("no flock directory") }
+        return ChildBackendArguments(arguments: ["--dir", directory])
+    case .etcd:
+        return ChildBackendArguments(arguments: ["--endpoint", context.etcd.server.endpoint])
+    case .kubernetes:
+        let fixture = try await context.kubernetes.fixture()
+        guard case .bearerToken(let token) = fixture.configuration.credentials else { throw BenchError("fixture has no bearer token") }
+        let path = NSTemporaryDirectory() + "/lease-bench-ca-\(getpid())-\(randomHex(6)).pem"
+        try (fixture.configuration.caPEM ?? "").write(toFile: path, atomically: true, encoding: .utf8)
+        return ChildBackendArguments(
+            arguments: ["--server", fixture.configuration.server, "--ca", path, "--namespace", fixture.namespace],
+            environment: ["LEASE_BENCH_K8S_TOKEN": token],
+            cleanup: { try? FileManager.default.removeItem(atPath: path) })
     }
 }

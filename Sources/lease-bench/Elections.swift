@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 import Kubernetes
 import KubernetesLock
 import LeaderElection
@@ -5,7 +10,7 @@ import Synchronization
 
 // The machinery of the elector scenarios (renewals, hand-off, takeover): candidates in this process, each with
 // its own client and connections, a log of their events timestamped as they arrive, and a lock wrapper that
-// times writes and can simulate a crash.
+// times writes and can simulate a crash; and crash takeovers from a leader in a separate process.
 
 // MARK: - Results
 
@@ -91,6 +96,8 @@ final class InstrumentedLock: ResourceLock {
         var lastWrite: (start: UInt64, end: UInt64)?
         /// Start and end of the last successful update that wrote an empty holder (a release).
         var lastRelease: (start: UInt64, end: UInt64)?
+        /// The version the last successful update replaced (its `expecting`).
+        var lastUpdateExpected: LockVersion?
         var hook: UpdateHook?
     }
     private let state = Mutex(State())
@@ -111,6 +118,8 @@ final class InstrumentedLock: ResourceLock {
     var failedUpdates: Int { state.withLock { $0.failedUpdates } }
     var lastWrite: (start: UInt64, end: UInt64)? { state.withLock { $0.lastWrite } }
     var lastRelease: (start: UInt64, end: UInt64)? { state.withLock { $0.lastRelease } }
+    /// The version the last successful update replaced (the `expecting` it was called with).
+    var lastUpdateExpected: LockVersion? { state.withLock { $0.lastUpdateExpected } }
 
     private func checkAlive() throws {
         if state.withLock({ $0.crashed }) {
@@ -155,6 +164,7 @@ final class InstrumentedLock: ResourceLock {
         let hook = state.withLock { state -> UpdateHook? in
             state.successfulUpdates += 1
             state.lastWrite = (start, end)
+            state.lastUpdateExpected = version
             if record.holderIdentity.isEmpty { state.lastRelease = (start, end) }
             return state.hook
         }
@@ -353,54 +363,178 @@ func withCandidates<R>(
     }
 }
 
-/// Crash takeovers on `candidates` (already made, not started): starts them, then `count` times waits until the
-/// leader has renewed twice and every follower has observed it, crashes the leader's lock at a random phase of its
-/// 250 ms renewals (every call fails at once: no release, no event), times the follower's takeover, and brings the
-/// crashed candidate back as a follower. Shared by `etcdlock.takeover.crash` and `kubernetes.takeover.crash`.
-func measureCrashTakeovers(_ candidates: [Candidate], _ log: ElectionLog, count: Int, leaseDuration: Duration) async throws -> [TransitionSample] {
-    let leaseMillis = seconds(leaseDuration) * 1000
+/// What ``measureChildTakeovers`` found.
+struct ChildTakeovers {
+    var samples: [TransitionSample]
+    /// How each killed child ended (`signal 9` expected).
+    var exitStatuses: [String]
+    /// Samples whose child was killed while a renewal was in flight, and that renewal had reached the store
+    /// (the follower's winning CAS replaced a version the child never reported): measured from that renewal's
+    /// `attempt` line instead of the last `wrote` line.
+    var committedInFlight: Int
+    /// Samples where the follower's winning CAS replaced a version the child did not report, with no renewal
+    /// in flight (should not happen; measured from the last reported renewal).
+    var unmatched: [String]
+    /// Median renewals the child reported per sample before it was killed.
+    var medianWrites: Double
+}
+
+/// Milliseconds of a duration, for the child's flags.
+private func wholeMillis(_ duration: Duration) -> String { "\(Int((seconds(duration) * 1000).rounded()))" }
+
+/// Crash takeovers with a real leader process: `count` times, starts `lease-bench --child elector --report stdout`
+/// on one lock of `kind` (it acquires at once: the lock is free), waits until it has acquired and renewed twice,
+/// starts one follower in this process and waits until it has observed the child as the leader, waits a random
+/// 0–retryPeriod more (a random phase of the renewals) and SIGKILLs the child; times the follower's
+/// `startedLeading`, then stops the follower (it releases, so the next child leads at once).
+///
+/// The child reports every write of its lock on its stdout (``ChildReport``, CLOCK_MONOTONIC timestamps); a
+/// sample runs from the *start* of the child's last renewal that reached the store — its last `wrote` line, or,
+/// if the follower's winning compare-and-swap replaced a version the child never reported (killed after the
+/// store applied a renewal, before it returned), the `attempt` of that renewal. The lease the dead leader held
+/// expires `leaseDuration` after that start (the guarantee LeaderElector gives a leader counts from there).
+/// Shared by `etcdlock.takeover.crash` and `kubernetes.takeover.crash`.
+func measureChildTakeovers(_ kind: BackendKind, _ context: BenchContext, count: Int,
+                           configuration: LeaderElectionConfiguration) async throws -> ChildTakeovers {
+    let backend = try await makeBackend(kind, context)
+    defer { Task { await backend.cleanup() } }
+    let childBackend = try await childBackendArguments(kind, context, directory: backend.directory)
+    defer { childBackend.cleanup() }
+    let leaseNanos = UInt64(seconds(configuration.leaseDuration) * 1e9)
+    let retryMillis = max(1, Int(seconds(configuration.retryPeriod) * 1000))
+    let leaseName = "bench-takeover-\(randomHex(6))"
+    let log = ElectionLog()
+    let made = try await backend.makeLock(leaseName, "bench-follower", configuration)
+    let follower = try Candidate(identity: "bench-follower", lock: made.lock, configuration: configuration, log: log, close: made.close)
     var waiter = ElectionWaiter(log)
-    for candidate in candidates { candidate.start() }
-    var current = try await waiter.first(from: 0, timeout: .seconds(15), "a first leader") { $0.isStarted }
-    var samples: [TransitionSample] = []
-    for index in 1...count {
-        let leader = candidates.first { $0.identity == current.identity }!
-        let followers = candidates.filter { $0 !== leader }
-        let writesAtStart = leader.lock.successfulUpdates
-        try await waitUntil(timeout: .seconds(15), "\(leader.identity) has renewed twice and the follower has observed it") {
-            leader.lock.successfulUpdates >= writesAtStart + 2 && followers.allSatisfy { $0.elector.currentLeader == leader.identity }
+    var result = ChildTakeovers(samples: [], exitStatuses: [], committedInFlight: 0, unmatched: [], medianWrites: 0)
+    var writesPerSample: [Double] = []
+    do {
+        for index in 1...count {
+            let identity = "bench-child-\(index)-\(randomHex(4))"
+            let child = try ChildProcess.spawn(
+                ["elector", "--backend", kind.rawValue, "--name", leaseName, "--identity", identity,
+                 "--lease-ms", wholeMillis(configuration.leaseDuration), "--renew-ms", wholeMillis(configuration.renewDeadline),
+                 "--retry-ms", wholeMillis(configuration.retryPeriod), "--report", "stdout"] + childBackend.arguments,
+                environment: childBackend.environment, reportLines: true)
+            do {
+                let lines = child.lines!
+                func writes() -> [(start: UInt64, end: UInt64, version: String)] {
+                    lines.lines.compactMap { line in
+                        if case .wrote(let start, let end, let version) = ChildReport(line) { (start, end, version) } else { nil }
+                    }
+                }
+                try await waitUntil(timeout: .seconds(20), "child \(identity) leads and has renewed twice") { writes().count >= 3 }
+                follower.start()
+                try await waitUntil(timeout: .seconds(15), "the follower observes \(identity)") {
+                    follower.elector.currentLeader == identity
+                }
+                try await Task.sleep(for: .milliseconds(Int.random(in: 0..<retryMillis)))
+                let from = log.count
+                let killedAt = monotonicNanos()
+                child.kill(SIGKILL)
+                let next = try await waiter.first(from: from, timeout: configuration.leaseDuration + .seconds(15),
+                                                  "the follower to take over from the killed \(identity)") {
+                    $0.isStarted && $0.identity == follower.identity
+                }
+                result.exitStatuses.append(await child.waitForExit())
+                // The child is gone, so its stdout reaches EOF once every line it wrote has been read.
+                try await waitUntil(timeout: .seconds(5), "the killed child's stdout to end") { lines.ended }
+                let reports = lines.lines.compactMap(ChildReport.init)
+                let wrote = writes()
+                guard let lastWrote = wrote.last else { throw BenchError("child \(identity) reported no write") }
+                writesPerSample.append(Double(wrote.count))
+                let lastAttempt = reports.compactMap { report -> UInt64? in if case .attempt(let start) = report { start } else { nil } }.last
+                // The version the follower's winning update replaced: the last one the dead leader wrote.
+                let acquire = follower.lock.lastWrite.flatMap { $0.start >= killedAt && $0.end <= next.nanos ? $0 : nil }
+                let replaced = acquire == nil ? nil : follower.lock.lastUpdateExpected
+                var renewalStart = lastWrote.start
+                if replaced?.rawValue != lastWrote.version {
+                    if let attempt = lastAttempt, attempt > lastWrote.start {
+                        renewalStart = attempt
+                        result.committedInFlight += 1
+                    } else {
+                        result.unmatched.append("#\(index): the follower replaced version \(replaced?.rawValue ?? "?"), the child's last was \(lastWrote.version)")
+                    }
+                }
+                let expiry = renewalStart + leaseNanos
+                let sinceStart = millis(from: renewalStart, to: next.nanos)
+                var phases: [String: Double] = [
+                    "lastRenewalReturned": millis(from: expiry, to: lastWrote.end),
+                    "killed": millis(from: expiry, to: killedAt),
+                ]
+                if let acquire {
+                    phases["acquireStarted"] = millis(from: expiry, to: acquire.start)
+                    phases["acquireWritten"] = millis(from: expiry, to: acquire.end)
+                }
+                result.samples.append(TransitionSample(
+                    index: index, from: identity, to: follower.identity, millis: sinceStart,
+                    pastLeaseExpiryMillis: millis(from: expiry, to: next.nanos), sinceLastRenewalStartMillis: sinceStart,
+                    previousLeaderStopReason: "killed (SIGKILL)", previousLeaderStoppedRelativeMillis: millis(from: next.nanos, to: killedAt),
+                    phases: phases))
+                await follower.stop()   // releases, so the next child leads at once
+            } catch {
+                child.kill(SIGKILL)
+                _ = await child.waitForExit()
+                throw error
+            }
         }
-        // Crash at a random phase of the 250 ms renewals.
-        try await Task.sleep(for: .milliseconds(Int.random(in: 0..<250)))
-        let from = log.count
-        leader.lock.crash()
-        let next = try await waiter.first(from: from, timeout: leaseDuration + .seconds(15), "a follower to take over from \(leader.identity)") {
-            $0.isStarted && $0.identity != leader.identity
-        }
-        let stopped = try await waiter.first(from: from, timeout: .seconds(15), "\(leader.identity) to stop leading") {
-            $0.identity == leader.identity && $0.stopReason != nil
-        }
-        guard let lastRenewal = leader.lock.lastWrite else { throw BenchError("\(leader.identity) led without a successful write") }
-        let takeover = millis(from: lastRenewal.end, to: next.nanos)
-        var phases: [String: Double] = [:]
-        let newLeader = candidates.first { $0.identity == next.identity }!
-        if let acquire = newLeader.lock.lastWrite, acquire.start >= lastRenewal.end, acquire.end <= next.nanos {
-            phases["acquireStarted"] = millis(from: lastRenewal.end, to: acquire.start) - leaseMillis
-            phases["acquireWritten"] = millis(from: lastRenewal.end, to: acquire.end) - leaseMillis
-        }
-        samples.append(TransitionSample(
-            index: index, from: leader.identity, to: next.identity, millis: takeover,
-            pastLeaseExpiryMillis: takeover - leaseMillis,
-            sinceLastRenewalStartMillis: millis(from: lastRenewal.start, to: next.nanos),
-            previousLeaderStopReason: "\(stopped.stopReason!)",
-            previousLeaderStoppedRelativeMillis: millis(from: next.nanos, to: stopped.nanos), phases: phases))
-        // The "crashed" candidate comes back as a follower (a restarted process).
-        await leader.stop()
-        leader.lock.recover()
-        leader.start()
-        current = next
+    } catch {
+        await follower.shutdown()
+        throw error
     }
-    return samples
+    await follower.shutdown()
+    result.medianWrites = median(writesPerSample)
+    return result
+}
+
+/// The transition summary and checks of `etcdlock.takeover.crash` and `kubernetes.takeover.crash`.
+func childTakeoverMeasurement(_ kind: BackendKind, _ context: BenchContext, goal: String, goalPastExpiryMillis: Double) async throws -> ScenarioMeasurement {
+    let count = context.options.takeovers
+    let configuration = LeaderElectionConfiguration(
+        name: "lease-bench-takeover", leaseDuration: .seconds(2), renewDeadline: .seconds(1), retryPeriod: .milliseconds(250))
+    let leaseMillis = seconds(configuration.leaseDuration) * 1000
+    let result = try await measureChildTakeovers(kind, context, count: count, configuration: configuration)
+    let samples = result.samples
+    let pastExpiry = Percentiles(samples: samples.compactMap(\.pastLeaseExpiryMillis))
+    var summary = TransitionSummary(
+        electors: 2, leaseDurationSeconds: seconds(configuration.leaseDuration),
+        renewDeadlineSeconds: seconds(configuration.renewDeadline), retryPeriodSeconds: seconds(configuration.retryPeriod),
+        measuredFrom: "the start of the killed leader's last renewal that reached the store (the child's CLOCK_MONOTONIC "
+            + "timestamp from just before it sent the update)",
+        measuredTo: "the in-process follower's startedLeading event arrives at its events() subscriber",
+        samples: samples, millis: Percentiles(samples: samples.map(\.millis)), pastLeaseExpiryMillis: pastExpiry,
+        goal: goal, withinGoal: !samples.isEmpty && pastExpiry.max <= goalPastExpiryMillis)
+    summary.summarizePhases()
+    let early = samples.filter { ($0.sinceLastRenewalStartMillis ?? 0) < leaseMillis }
+    let minimumSinceStart = samples.compactMap(\.sinceLastRenewalStartMillis).min() ?? 0
+    let killed = result.exitStatuses.filter { $0 == "signal 9" }.count
+    let store = kind == .kubernetes ? "KubernetesClient and KubernetesLock (watching the Lease, events recorded)"
+        : "EtcdClient and EtcdLock (watching the key)"
+    return ScenarioMeasurement(
+        operation: "a leader in a separate process (this binary, --child elector --report stdout, its own \(store); lease 2 s, "
+            + "renew deadline 1 s, retryPeriod 250 ms) that reports every write of its lock on stdout with CLOCK_MONOTONIC "
+            + "timestamps, and one follower in this process; once the child has renewed twice and the follower has observed it, "
+            + "0–250 ms more, the child is SIGKILLed (no release, no event). Reported: from the start of its last renewal that "
+            + "reached the store to the follower's startedLeading, and that minus the lease duration (past expiry). "
+            + "\(result.committedInFlight) of \(samples.count) children were killed with a renewal in flight that reached the store "
+            + "(measured from that renewal's start); median \(formatRatio(result.medianWrites, digits: 0)) writes per child",
+        transition: summary,
+        checks: [
+            Check(name: "takeover only after the lease expired",
+                  expected: "follower's startedLeading − start of the killed leader's last renewal ≥ lease duration (\(formatMicros(leaseMillis)) ms) in every sample",
+                  measured: "min \(formatRatio(minimumSinceStart, digits: 1)) ms; \(early.count) of \(samples.count) samples earlier",
+                  passed: early.isEmpty && !samples.isEmpty),
+            Check(name: "samples", expected: "at least \(count) takeovers (--takeovers)", measured: "\(samples.count)",
+                  passed: samples.count >= count),
+            Check(name: "each leader child was killed by SIGKILL", expected: "\(count) of \(count) exited by signal 9",
+                  measured: "\(killed) of \(result.exitStatuses.count): \(Set(result.exitStatuses).sorted().joined(separator: ", "))",
+                  passed: killed == count),
+            Check(name: "the killed leader's last renewal is known",
+                  expected: "the follower's winning update replaced the version of the child's last reported write, or of a renewal in flight at the kill",
+                  measured: result.unmatched.isEmpty ? "\(samples.count) of \(samples.count)" : result.unmatched.joined(separator: "; "),
+                  passed: result.unmatched.isEmpty),
+        ])
 }
 
 /// Graceful hand-offs on `candidates` (already made, not started): starts them, then `count` times waits until every

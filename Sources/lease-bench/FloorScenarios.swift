@@ -3,7 +3,10 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import EtcdTesting
 import Foundation
+import Kubernetes
+import KubernetesLock
 import LeaderElection
 import Synchronization
 
@@ -75,42 +78,10 @@ func handOffScenario(_ kind: BackendKind) -> Scenario {
     }
 }
 
-// MARK: Crash takeover on etcd (in-process simulation, as kubernetes.takeover.crash)
+// MARK: Crash takeover on etcd (a real process, SIGKILLed; as kubernetes.takeover.crash)
 
-let etcdTakeoverScenario = Scenario(id: "etcdlock.takeover.crash", title: "Crash takeover on etcd (leader's lock fails → follower leads)") { context in
-    let backend = try await makeBackend(.etcd, context)
-    let count = context.options.takeovers
-    let leaseDuration = Duration.seconds(2)
-    let configuration = LeaderElectionConfiguration(
-        name: "lease-bench-takeover", leaseDuration: leaseDuration, renewDeadline: .seconds(1), retryPeriod: .milliseconds(250))
-    let leaseMillis = seconds(leaseDuration) * 1000
-    return try await withCandidates(2, prefix: "bench-takeover", backend: backend, configuration: configuration) { candidates, log in
-        let samples = try await measureCrashTakeovers(candidates, log, count: count, leaseDuration: leaseDuration)
-        let pastExpiry = Percentiles(samples: samples.compactMap(\.pastLeaseExpiryMillis))
-        var summary = TransitionSummary(
-            electors: 2, leaseDurationSeconds: seconds(leaseDuration),
-            renewDeadlineSeconds: seconds(configuration.renewDeadline), retryPeriodSeconds: seconds(configuration.retryPeriod),
-            measuredFrom: "the end of the crashed leader's last successful renewal (its update() returned)",
-            measuredTo: "the follower's startedLeading event arrives at its events() subscriber",
-            samples: samples, millis: Percentiles(samples: samples.map(\.millis)), pastLeaseExpiryMillis: pastExpiry,
-            goal: FloorGoal.etcdTakeover, withinGoal: pastExpiry.max <= FloorGoal.etcdTakeoverPastExpiryMillis)
-        summary.summarizePhases()
-        let early = samples.filter { ($0.sinceLastRenewalStartMillis ?? 0) < leaseMillis }
-        let overlapping = samples.filter { $0.previousLeaderStopReason != "lost" || $0.previousLeaderStoppedRelativeMillis >= 0 }
-        return ScenarioMeasurement(
-            operation: "in-process crash simulation (the pattern of kubernetes.takeover.crash): 2 LeaderElectors, each with its own "
-                + "EtcdClient and EtcdLock (watching the key); lease 2 s, renew deadline 1 s, retryPeriod 250 ms. At a random "
-                + "moment the leader's lock fails every call at once (no release), as if its process had died",
-            transition: summary,
-            checks: [
-                Check(name: "takeover only after the lease expired",
-                      expected: "startedLeading − start of the last successful renewal ≥ \(formatMicros(leaseMillis)) ms in every sample",
-                      measured: "\(early.count) of \(samples.count) samples earlier", passed: early.isEmpty && !samples.isEmpty),
-                Check(name: "no two leaders at once",
-                      expected: "the crashed leader's stoppedLeading (`lost`) before the follower's startedLeading, every sample",
-                      measured: "\(samples.count - overlapping.count) of \(samples.count)", passed: overlapping.isEmpty && !samples.isEmpty),
-            ])
-    }
+let etcdTakeoverScenario = Scenario(id: "etcdlock.takeover.crash", title: "Crash takeover on etcd (leader process SIGKILLed → follower leads)") { context in
+    try await childTakeoverMeasurement(.etcd, context, goal: FloorGoal.etcdTakeover, goalPastExpiryMillis: FloorGoal.etcdTakeoverPastExpiryMillis)
 }
 
 // MARK: Crash takeover on flock (a real process, SIGKILLed)
@@ -206,7 +177,10 @@ func waitUntilAsync(timeout: Duration, _ what: String, _ condition: () async -> 
 
 func renewCostScenario(_ kind: BackendKind) -> Scenario {
     Scenario(id: "\(kind.rawValue).renew.cost", title: "Renew cost on \(kind.label) (steady state)") { context in
-        let backend = try await makeBackend(kind, context)
+        // Kubernetes: the leader's client reaches the API server through a counting TCP proxy (bytes on the wire).
+        let countingProxy: FaultProxy? = kind == .kubernetes ? try FaultProxy() : nil
+        defer { countingProxy?.shutdown() }
+        let backend = if let countingProxy { try await kubernetesBackend(context, through: countingProxy) } else { try await makeBackend(kind, context) }
         defer { Task { await backend.cleanup() } }
         let warmup = 20
         let renewals = context.options.renewCostRenewals
@@ -215,7 +189,8 @@ func renewCostScenario(_ kind: BackendKind) -> Scenario {
         return try await withCandidates(1, prefix: "bench-renew", backend: backend, configuration: configuration) { candidates, log in
             let leader = candidates[0]
             final class Window: Sendable {
-                struct State { var seen = 0; var latencies: [Double] = []; var start: (StoreCounts?, Int, UInt64)?; var end: (StoreCounts?, Int, UInt64)?; var error: String? }
+                typealias Snapshot = (StoreCounts?, Int, UInt64, [Int: FaultProxy.Traffic])
+                struct State { var seen = 0; var latencies: [Double] = []; var start: Snapshot?; var end: Snapshot?; var error: String? }
                 let state = Mutex(State())
             }
             let window = Window()
@@ -234,7 +209,7 @@ func renewCostScenario(_ kind: BackendKind) -> Scenario {
                     window.state.withLock { $0.error = "\(error)" }
                     counts = nil
                 }
-                let snapshot = (counts, lock.totalCalls, monotonicNanos())
+                let snapshot = (counts, lock.totalCalls, monotonicNanos(), countingProxy?.trafficByConnection(proxy: 0) ?? [:])
                 window.state.withLock { s in if phase == warmup { s.start = snapshot } else { s.end = snapshot } }
                 if phase == warmup + renewals { done.complete(.success(())) }
             }
@@ -260,7 +235,27 @@ func renewCostScenario(_ kind: BackendKind) -> Scenario {
                 let perRenew = Double(delta.total) / n
                 metrics.append(FloorMetric(name: "store round trips per renew (server-side)", value: perRenew, unit: "",
                                            text: formatCounts(delta.requests), goal: "exactly 1", met: abs(perRenew - 1) < 1e-9))
-                if let received = delta.bytesReceived, let sent = delta.bytesSent {
+                if kind == .kubernetes, let received = delta.bytesReceived, let sent = delta.bytesSent {
+                    // By connection: the one that carried the PUTs (most bytes from the client), and the rest (the
+                    // leader's own watch, whose events for its renewals come back to it).
+                    let traffic = Set(start.3.keys).union(end.3.keys).sorted().map { id in
+                        (id, (end.3[id] ?? .init()).subtracting(start.3[id] ?? .init()))
+                    }
+                    let requests = traffic.max { $0.1.clientToUpstream < $1.1.clientToUpstream }
+                    var text = "\(String(format: "%.0f", received / n)) / \(String(format: "%.0f", sent / n))"
+                    if let requests {
+                        let other = traffic.filter { $0.0 != requests.0 }
+                            .reduce(into: FaultProxy.Traffic()) { $0.clientToUpstream += $1.1.clientToUpstream; $0.upstreamToClient += $1.1.upstreamToClient }
+                        text += " (PUT connection \(String(format: "%.0f", Double(requests.1.clientToUpstream) / n)) / "
+                            + "\(String(format: "%.0f", Double(requests.1.upstreamToClient) / n)); other connections (the leader's watch) "
+                            + "\(String(format: "%.0f", Double(other.clientToUpstream) / n)) / \(String(format: "%.0f", Double(other.upstreamToClient) / n)))"
+                        counts["bytesByConnection"] = Dictionary(uniqueKeysWithValues: traffic.flatMap { id, t in
+                            [("\(id) client→server", t.clientToUpstream), ("\(id) server→client", t.upstreamToClient)]
+                        })
+                    }
+                    metrics.append(FloorMetric(name: "bytes per renew, client → API server / API server → client (TLS on the TCP connections, counting proxy)",
+                                               value: received / n, unit: "B", text: text))
+                } else if let received = delta.bytesReceived, let sent = delta.bytesSent {
                     metrics.append(FloorMetric(name: "bytes per renew, client → etcd / etcd → client (server-side counters)",
                                                value: received / n, unit: "B",
                                                text: "\(String(format: "%.0f", received / n)) / \(String(format: "%.0f", sent / n))"))
@@ -285,13 +280,48 @@ func renewCostScenario(_ kind: BackendKind) -> Scenario {
             metrics.append(FloorMetric(name: "renewals per second", value: n / wall, unit: "/s"))
             return ScenarioMeasurement(
                 operation: "one LeaderElector leading on \(kind.label), renewing on its own (lease 2 s, renew deadline 1 s, retryPeriod 50 ms); "
-                    + "after \(warmup) renewals, a window of \(renewals) renewals; counters read right after the renewals that open and close it",
+                    + "after \(warmup) renewals, a window of \(renewals) renewals; counters read right after the renewals that open and close it"
+                    + (kind == .kubernetes ? ". The leader's KubernetesClient reaches the API server through a TCP proxy in this process "
+                        + "(EtcdTesting.FaultProxy, no faults) that counts the bytes it reads from each side before forwarding them "
+                        + "(TLS records, HTTP and JSON; all of the client's connections: its PUTs and its watch); the proxy's two "
+                        + "extra loopback hops are in the latency" : ""),
                 floor: FloorSummary(backend: kind.label, setup: "1 elector, retry 50 ms, \(renewals) renewals", metrics: metrics,
                                     details: ["latencyMicros": s.latencies], counts: counts),
                 checks: [Check(name: "leadership kept while measuring", expected: "no stoppedLeading",
                                measured: stopped.map { "stoppedLeading(\($0.stopReason!))" } ?? "no stoppedLeading", passed: stopped == nil)])
         }
     }
+}
+
+/// The Kubernetes backend with every client going through `proxy` (a new proxy, id 0, to the API server);
+/// the store counters carry the bytes the proxy read from the clients / the server.
+private func kubernetesBackend(_ context: BenchContext, through proxy: FaultProxy) async throws -> LockBackend {
+    let fixture = try await context.kubernetes.fixture()
+    let port = try proxy.addProxy(id: 0, upstream: UInt16(fixture.server.port))
+    let server = "https://127.0.0.1:\(port)"
+    let counter = fixture.requestCounter
+    let etcd = context.etcd
+    return LockBackend(
+        kind: .kubernetes,
+        makeLock: { name, identity, configuration in
+            try KubernetesLock.validate(configuration)
+            let client = try fixture.makeClient(
+                requestTimeout: KubernetesConfiguration.requestTimeout(forRenewDeadline: configuration.renewDeadline), server: server)
+            do {
+                let lock = try KubernetesLock(client: client, configuration: .init(name: name, namespace: fixture.namespace), identity: identity)
+                return (lock, { try? await client.shutdown() })
+            } catch {
+                try? await client.shutdown()
+                throw error
+            }
+        },
+        storeCounts: {
+            let traffic = proxy.traffic(proxy: 0)
+            return StoreCounts(requests: counter(), bytesReceived: Double(traffic.clientToUpstream), bytesSent: Double(traffic.upstreamToClient),
+                               etcdRPCs: try etcd.metrics.rpcsStarted())
+        },
+        storeRequestMeaning: "requests the LeaseAPIServer received (requestCounts by method, WATCH for watches; Event POSTs included)",
+        cleanup: {}, directory: nil)
 }
 
 // MARK: Follower load

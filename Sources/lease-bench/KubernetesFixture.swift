@@ -70,10 +70,11 @@ final class KubernetesFixture: Sendable {
     }
 
     /// A new client with its own connection pool (its own connections, as a separate process would have).
-    /// Call `shutdown()` on it.
-    func makeClient(requestTimeout: Duration? = nil) throws -> KubernetesClient {
+    /// `server`: another URL to reach the API server at (a proxy in front of it). Call `shutdown()` on it.
+    func makeClient(requestTimeout: Duration? = nil, server: String? = nil) throws -> KubernetesClient {
         var configuration = self.configuration
         if let requestTimeout { configuration.requestTimeout = requestTimeout }
+        if let server { configuration.server = server }
         return try KubernetesClient(configuration: configuration, logger: Logger(label: "lease-bench", factory: { _ in SwiftLogNoOpLogHandler() }))
     }
 

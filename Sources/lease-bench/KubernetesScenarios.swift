@@ -294,47 +294,8 @@ let kubernetesHandOff = Scenario(id: "kubernetes.handoff.graceful", title: "Grac
 
 // MARK: Crash takeover
 
-let kubernetesTakeover = Scenario(id: "kubernetes.takeover.crash", title: "Crash takeover (leader's lock fails → follower leads)") { context in
-    let fixture = try await context.kubernetes.fixture()
-    let count = context.options.takeovers
-    let electors = 2
-    let leaseDuration = Duration.seconds(2)
-    let configuration = LeaderElectionConfiguration(
-        name: "lease-bench-takeover", leaseDuration: leaseDuration, renewDeadline: .seconds(1), retryPeriod: .milliseconds(250))
-    let leaseMillis = seconds(leaseDuration) * 1000
-    return try await withCandidates(electors, prefix: "lease-bench-takeover", fixture: fixture, configuration: configuration) { candidates, log in
-        let samples = try await measureCrashTakeovers(candidates, log, count: count, leaseDuration: leaseDuration)
-        let pastExpiry = Percentiles(samples: samples.compactMap(\.pastLeaseExpiryMillis))
-        var summary = TransitionSummary(
-            electors: electors, leaseDurationSeconds: seconds(leaseDuration),
-            renewDeadlineSeconds: seconds(configuration.renewDeadline), retryPeriodSeconds: seconds(configuration.retryPeriod),
-            measuredFrom: "the end of the crashed leader's last successful renewal (its update() returned)",
-            measuredTo: "the follower's startedLeading event arrives at its events() subscriber",
-            samples: samples, millis: Percentiles(samples: samples.map(\.millis)), pastLeaseExpiryMillis: pastExpiry,
-            goal: KubernetesGoal.takeover, withinGoal: pastExpiry.max <= KubernetesGoal.takeoverPastExpiryMillis)
-        summary.summarizePhases()
-        let early = samples.filter { ($0.sinceLastRenewalStartMillis ?? 0) < leaseMillis }
-        let overlapping = samples.filter { $0.previousLeaderStopReason != "lost" || $0.previousLeaderStoppedRelativeMillis >= 0 }
-        let minimumSinceStart = samples.compactMap(\.sinceLastRenewalStartMillis).min() ?? 0
-        return ScenarioMeasurement(
-            operation: "in-process crash simulation: \(electors) LeaderElectors in this process on one Lease, each with its own "
-                + "KubernetesClient and KubernetesLock; lease 2 s, renew deadline 1 s, retryPeriod 250 ms. At a random moment "
-                + "the leader's lock starts failing every call at once (LeaderElectionError.unavailable; no release, no event), "
-                + "as if its process had died; the follower takes over once the lease has expired on its own clock. (The "
-                + "multi-process SIGKILL takeover is covered by the leasectl tests.) Reported: time from the end of the "
-                + "leader's last successful renewal to the follower's startedLeading, and that minus the lease duration",
-            transition: summary,
-            checks: [
-                Check(name: "takeover only after the lease expired",
-                      expected: "follower's startedLeading − start of the crashed leader's last successful renewal ≥ lease duration (\(formatMicros(leaseMillis)) ms) in every sample",
-                      measured: "min \(formatRatio(minimumSinceStart, digits: 1)) ms; \(early.count) of \(samples.count) samples earlier",
-                      passed: early.isEmpty && !samples.isEmpty),
-                Check(name: "no two leaders at once",
-                      expected: "the crashed leader's stoppedLeading (reason `lost`, at its renew deadline) arrives before the follower's startedLeading, in every sample",
-                      measured: overlapping.isEmpty
-                          ? "\(samples.count) of \(samples.count); the old term ended at least \(formatRatio(-(samples.map(\.previousLeaderStoppedRelativeMillis).max() ?? 0), digits: 0)) ms before"
-                          : overlapping.map { "#\($0.index): \($0.previousLeaderStopReason), \(formatRatio($0.previousLeaderStoppedRelativeMillis, digits: 1)) ms" }.joined(separator: "; "),
-                      passed: overlapping.isEmpty && !samples.isEmpty),
-            ])
-    }
+/// A leader in a separate process (`lease-bench --child elector`) is SIGKILLed; one follower in this process takes
+/// over once the lease has expired (see ``measureChildTakeovers``).
+let kubernetesTakeover = Scenario(id: "kubernetes.takeover.crash", title: "Crash takeover (leader process SIGKILLed → follower leads)") { context in
+    try await childTakeoverMeasurement(.kubernetes, context, goal: KubernetesGoal.takeover, goalPastExpiryMillis: KubernetesGoal.takeoverPastExpiryMillis)
 }
