@@ -104,8 +104,8 @@ struct BenchOptions: Sendable, Codable {
                                    (default 100; minimum 100)
           --handoffs N             graceful hand-offs timed by kubernetes.handoff.graceful (default 50;
                                    minimum 50)
-          --takeovers N            crash takeovers timed by kubernetes.takeover.crash, ~3 s each (default 10;
-                                   minimum 10)
+          --takeovers N            crash takeovers (SIGKILLed leader process) timed by each *.takeover.crash
+                                   scenario, ~3 s each (default 10; minimum 10)
           --followers N            followers next to the leader in *.followers.cN (default 100)
           --follower-seconds S     follower-load window (default 20)
           --contenders N           candidates of *.contention.cN (default 100)

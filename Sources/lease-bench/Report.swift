@@ -201,7 +201,7 @@ private func kubernetesMarkdown(_ report: BenchReport) -> [String] {
             if let v = m["acquireStarted"] { steps.append("new leader's winning PUT sent \(formatMillis(v))") }
             if let v = m["acquireWritten"] { steps.append("returned \(formatMillis(v))") }
             steps.append("startedLeading \(formatMillis(median(t.samples.map { $0.pastLeaseExpiryMillis ?? $0.millis })))")
-            let start = t.pastLeaseExpiryMillis == nil ? "ms after the cancel" : "ms past the lease's expiry = end of the last renewal + lease duration"
+            let start = t.pastLeaseExpiryMillis == nil ? "ms after the cancel" : "ms past the lease's expiry = start of the dead leader's last renewal that reached the store + lease duration"
             out.append("- `\(s.id)`, where the time goes (medians, \(start)): " + steps.joined(separator: " → ") + ".")
         }
         out.append("")
