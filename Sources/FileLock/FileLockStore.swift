@@ -526,7 +526,10 @@ final class FileLockStore: Sendable {
 ///
 /// Reading without the companion's lock is safe: every write replaces the record file by `rename(2)` (after
 /// writing and `fsync`ing a temporary file) or unlinks it, so an `open` of the record finds either the complete old
-/// file or the complete new one, and the version is taken from the same bytes as the record.
+/// file or the complete new one, and the version is taken from the same bytes as the record. The liveness probe
+/// only tries a non-blocking shared `flock` on the holder's liveness file, which a live holder's exclusive lock
+/// refuses at once; without the companion's lock it can race a takeover's sweep of a dead candidate's file, which
+/// then errs towards "alive" (or leaves the file for the next sweep), and the takeover's own rename is reported next.
 struct RecordReader: Sendable {
     let paths: LockPaths
     /// The reading candidate's identity: a record naming it as holder is never reported gone.
