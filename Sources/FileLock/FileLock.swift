@@ -30,8 +30,13 @@ import Synchronization
 ///   (or a record written by another tool, without a generation) has version `x<FNV-1a-64 of the bytes>`;
 ///   ``get()`` throws ``LeaderElectionError/Code/corruptRecord`` carrying it, and an update presenting it
 ///   replaces the data.
-/// - ``changes()`` is driven by inotify: it yields when the record is written, replaced or deleted by
-///   anyone, and when a candidate's liveness file is closed or removed (a holder dying).
+/// - ``changes()`` and ``recordChanges()`` are driven by inotify: they yield when the record is written,
+///   replaced or deleted by anyone, and when a candidate's liveness file is closed or removed (a holder dying).
+///   ``recordChanges()`` reads the record once per (coalesced) batch of events on its own thread, as ``get()``
+///   does but without taking the companion's lock, and reports it with its version, so a ``LeaderElector``
+///   following a live lease reads nothing between expiries. Liveness events, a corrupt record, a holder that is
+///   verifiably gone and any read error are reported as ``LockChange/unknown``: the elector then reads itself,
+///   and takes over at once from a dead holder.
 ///
 /// ## Crash detection
 /// A candidate takes an exclusive `flock` on its liveness file `.<name>.members/<identity>` the first
@@ -78,8 +83,9 @@ import Synchronization
 ///
 /// Blocking system calls run on a serial `DispatchQueue` per lock value, never on Swift's cooperative
 /// pool; a task cancelled while waiting for the companion lock returns `CancellationError` without
-/// writing. The initialisers, ``changes()``, ``writeRaw(_:)``, ``delete()`` and ``listLocks(in:)`` make
-/// short synchronous system calls on the calling thread.
+/// writing. The initialisers, ``changes()``, ``recordChanges()``, ``writeRaw(_:)``, ``delete()`` and
+/// ``listLocks(in:)`` make short synchronous system calls on the calling thread; the change feeds' reads run on
+/// their own threads.
 public struct FileLock: ResourceLock {
     /// The identity this lock writes as holder.
     public let identity: String
@@ -183,6 +189,25 @@ public struct FileLock: ResourceLock {
     /// possibly spurious), or `nil` when inotify is unavailable. It stops when the consumer stops iterating.
     public func changes() -> AsyncStream<Void>? {
         InotifyChangeFeed.start(paths: store.paths)
+    }
+
+    /// A new inotify subscription that says what changed, or `nil` when inotify is unavailable. It stops when the
+    /// consumer stops iterating.
+    ///
+    /// After each (coalesced) batch of events on the record, the feed's thread reads the record once, exactly as
+    /// ``get()`` does (same decoding, same version, same liveness probe) but without the companion's lock, so it
+    /// never delays a writer; reading without it is safe because every write replaces the record file by an
+    /// atomic rename. It yields:
+    /// - ``LockChange/stored(_:)`` with the record and the version read from the same bytes, when the record
+    ///   decodes and its holder is not verifiably gone;
+    /// - ``LockChange/deleted`` when there is no record file;
+    /// - ``LockChange/unknown`` (read to find out) when the record does not decode (its content hash is never
+    ///   reported as a record's version), when the read fails, when the holder is verifiably gone, and for every
+    ///   batch that includes a liveness event (a liveness file closed or removed) or an event on the directory
+    ///   itself. On those the elector reads with ``get()``, which probes the holder under the companion's lock
+    ///   and lets it take over from a dead holder at once.
+    public func recordChanges() -> AsyncStream<LockChange>? {
+        InotifyChangeFeed.startRecordFeed(paths: store.paths, reader: store.reader)
     }
 
     /// Atomically replaces the record file with `bytes`, under the companion's exclusive lock.

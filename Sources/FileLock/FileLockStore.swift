@@ -1,6 +1,6 @@
 // All Glibc/syscall code of the record store lives in this file (the inotify change feed is in
-// InotifyChangeFeed.swift). Every function here blocks: callers run it on `FileLockStore.queue`,
-// never on Swift's cooperative pool (see `FileLock`).
+// InotifyChangeFeed.swift). Every function here blocks: callers run it on `FileLockStore.queue`, or
+// (`RecordReader.change()`) on the change feed's own thread, never on Swift's cooperative pool (see `FileLock`).
 
 #if canImport(Glibc)
 import Glibc
@@ -21,6 +21,8 @@ import Synchronization
 final class FileLockStore: Sendable {
     let paths: LockPaths
     let identity: String
+    /// The record reads and liveness probes, shared with the change feed's thread.
+    let reader: RecordReader
     /// Serial queue on which every blocking operation of this store runs.
     let queue: DispatchQueue
     /// The liveness file descriptor (exclusive `flock` held), or -1 before the first write naming
@@ -33,6 +35,7 @@ final class FileLockStore: Sendable {
     init(paths: LockPaths, identity: String) throws {
         self.paths = paths
         self.identity = identity
+        self.reader = RecordReader(paths: paths, identity: identity)
         self.queue = DispatchQueue(label: "FileLock \(paths.record)")
         try Self.makeMembersDirectory(paths)
     }
@@ -141,36 +144,6 @@ final class FileLockStore: Sendable {
         try requireTrustedOwner(st, of: "members directory \(paths.members)")
     }
 
-    /// Opens `.<name>.members` without following a symbolic link (its files are then reached with `openat`
-    /// and `unlinkat`, so a members directory swapped for a link later cannot redirect them); `nil` when it
-    /// does not exist.
-    private func openMembers() throws -> Int32? {
-        let fd = open(paths.members, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        if fd < 0 {
-            let code = errno
-            if code == ENOENT { return nil }
-            if code == ELOOP || code == ENOTDIR {
-                var st = stat()
-                if lstat(paths.members, &st) == 0, st.st_mode & S_IFMT == S_IFLNK { throw Self.symlinkError(paths.members) }
-                throw LeaderElectionError.invalidConfiguration("\(paths.members) exists but is not a directory")
-            }
-            throw ioError("open members directory", paths.members, code)
-        }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else {
-            let code = errno
-            _ = close(fd)
-            throw ioError("inspect", paths.members, code)
-        }
-        do {
-            try Self.requireTrustedOwner(st, of: "members directory \(paths.members)")
-        } catch {
-            _ = close(fd)
-            throw error
-        }
-        return fd
-    }
-
     /// Names of the records in `directory`: regular files whose names do not start with `.`.
     static func listLocks(in directory: String) throws -> [String] {
         let directory = try absolutePath(directory)
@@ -194,25 +167,14 @@ final class FileLockStore: Sendable {
 
     /// Reads the record under the companion's shared lock and probes the holder's liveness.
     func get(commit: () -> Bool) throws -> VersionedRecord? {
-        try withCompanion(exclusive: false, commit: commit) { _ in
-            switch try readStored() {
-            case .missing:
-                return nil
-            case .corrupt(let version, let why):
-                throw LeaderElectionError.corruptRecord("file:\(paths.record) \(why)", version: version)
-            case .record(let record, _, let version):
-                let holder = record.holderIdentity
-                let gone = !holder.isEmpty && holder != identity && holderIsGone(holder)
-                return VersionedRecord(record: record, version: version, holderIsKnownGone: gone)
-            }
-        }
+        try withCompanion(exclusive: false, commit: commit) { _ in try reader.read() }
     }
 
     /// Stores `record` if no record file exists.
     func create(_ record: LeaderElectionRecord, commit: () -> Bool) throws -> LockVersion {
         try withCompanion(exclusive: true, commit: commit) { companion in
             removeStaleTemps()
-            let stored = try readStored()
+            let stored = try reader.readStored()
             guard case .missing = stored else {
                 throw LeaderElectionError.alreadyExists("file:\(paths.record) already exists")
             }
@@ -224,7 +186,7 @@ final class FileLockStore: Sendable {
     func update(_ record: LeaderElectionRecord, expecting expected: LockVersion, commit: () -> Bool) throws -> LockVersion {
         try withCompanion(exclusive: true, commit: commit) { companion in
             removeStaleTemps()
-            let stored = try readStored()
+            let stored = try reader.readStored()
             let current: LockVersion
             switch stored {
             case .missing:
@@ -276,30 +238,6 @@ final class FileLockStore: Sendable {
         case missing
         case corrupt(LockVersion, String)
         case record(LeaderElectionRecord, generation: Int64?, LockVersion)
-    }
-
-    /// Reads and decodes the record file. Its version is `g<generation>`, or `x<FNV-1a-64 of the bytes>`
-    /// for data without a generation (undecodable, or written by another tool).
-    private func readStored() throws -> Stored {
-        let fd = open(paths.record, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
-        if fd < 0 {
-            let code = errno
-            if code == ENOENT { return .missing }
-            throw ioError("open", paths.record, code)
-        }
-        defer { _ = close(fd) }
-        try requireRegularFile(fd, paths.record)
-        let bytes = try readAll(fd, paths.record)
-        let hashVersion = LockVersion("x" + fnv1a64Hex(bytes))
-        do {
-            let (record, extra) = try LeaderElectionRecord.decodeJSON(bytes, extraFields: ["generation"])
-            if let generation = extra["generation"] {
-                return .record(record, generation: generation, LockVersion("g\(generation)"))
-            }
-            return .record(record, generation: nil, hashVersion)
-        } catch let error as LeaderElectionError {
-            return .corrupt(hashVersion, "holds \(bytes.count) bytes that are not a leader-election record (\(error.message))")
-        }
     }
 
     /// Writes `record` with the next generation; the caller holds the companion's exclusive lock.
@@ -392,7 +330,7 @@ final class FileLockStore: Sendable {
             throw ioError("open", paths.companion, code)
         }
         defer { _ = close(fd) }  // closing releases the flock
-        try requireRegularFile(fd, paths.companion)
+        try Self.requireRegularFile(fd, paths.companion)
         if exclusive { tightenMode(fd) }
         while flock(fd, exclusive ? LOCK_EX : LOCK_SH) != 0 {
             let code = errno
@@ -431,7 +369,7 @@ final class FileLockStore: Sendable {
     private func acquireLiveness() throws {
         if livenessFD.withLock({ $0 }) >= 0 { return }
         try Self.makeMembersDirectory(paths)
-        guard let members = try openMembers() else { throw ioError("open members directory", paths.members, ENOENT) }
+        guard let members = try reader.openMembers() else { throw ioError("open members directory", paths.members, ENOENT) }
         defer { _ = close(members) }
         let path = paths.liveness(of: identity)
         let name = LockPaths.encode(identity)
@@ -468,26 +406,11 @@ final class FileLockStore: Sendable {
         throw LeaderElectionError.unavailable("could not lock liveness file \(path): it was replaced repeatedly")
     }
 
-    /// `true` when the kernel proves that no process holds `holder`'s liveness lock: the file does not
-    /// exist, or a shared lock on it can be taken. Any doubt (permissions, errors) means "not known gone".
-    private func holderIsGone(_ holder: String) -> Bool {
-        let opened: Int32?
-        do { opened = try openMembers() } catch { return false }
-        guard let members = opened else { return true }  // no members directory: no liveness file
-        defer { _ = close(members) }
-        let fd = openat(members, LockPaths.encode(holder), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
-        if fd < 0 { return errno == ENOENT }
-        defer { _ = close(fd) }
-        guard flock(fd, LOCK_SH | LOCK_NB) == 0 else { return false }
-        _ = flock(fd, LOCK_UN)
-        return true
-    }
-
     /// Unlinks liveness files of dead candidates other than `keeping`, each while holding its lock.
     /// Runs under the companion's exclusive lock, so no probe or acquisition races with it.
     private func sweepMembers(keeping identities: [String]) {
         let keep = Set(identities.map(LockPaths.encode))
-        guard let members = try? openMembers() else { return }
+        guard let members = try? reader.openMembers() else { return }
         defer { _ = close(members) }
         let listing = dup(members)
         guard listing >= 0 else { return }
@@ -524,7 +447,7 @@ final class FileLockStore: Sendable {
         return names
     }
 
-    private func requireRegularFile(_ fd: Int32, _ path: String) throws {
+    static func requireRegularFile(_ fd: Int32, _ path: String) throws {
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw ioError("fstat", path, errno) }
         guard st.st_mode & S_IFMT == S_IFREG else {
@@ -540,7 +463,7 @@ final class FileLockStore: Sendable {
         _ = fchmod(fd, st.st_mode & 0o700)
     }
 
-    private func readAll(_ fd: Int32, _ path: String) throws -> [UInt8] {
+    static func readAll(_ fd: Int32, _ path: String) throws -> [UInt8] {
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 16_384)
         while true {
@@ -571,7 +494,7 @@ final class FileLockStore: Sendable {
         .notFound("lock directory \(directory) does not exist")
     }
 
-    private static func symlinkError(_ path: String) -> LeaderElectionError {
+    static func symlinkError(_ path: String) -> LeaderElectionError {
         .invalidConfiguration("\(path) is a symbolic link; refusing to follow it")
     }
 
@@ -594,6 +517,124 @@ final class FileLockStore: Sendable {
         default:
             return .unavailable("cannot \(action) \(path): \(text) (errno \(code))")
         }
+    }
+}
+
+/// The record's reads and the holder's liveness probe, without any lock and without state: ``FileLockStore/get(commit:)``
+/// runs ``read()`` under the companion's shared lock, and the change feed's thread runs it without any lock (see
+/// ``change()``).
+///
+/// Reading without the companion's lock is safe: every write replaces the record file by `rename(2)` (after
+/// writing and `fsync`ing a temporary file) or unlinks it, so an `open` of the record finds either the complete old
+/// file or the complete new one, and the version is taken from the same bytes as the record. The liveness probe
+/// only tries a non-blocking shared `flock` on the holder's liveness file, which a live holder's exclusive lock
+/// refuses at once; without the companion's lock it can race a takeover's sweep of a dead candidate's file, which
+/// then errs towards "alive" (or leaves the file for the next sweep), and the takeover's own rename is reported next.
+struct RecordReader: Sendable {
+    let paths: LockPaths
+    /// The reading candidate's identity: a record naming it as holder is never reported gone.
+    let identity: String
+
+    /// The record, its version and whether its holder is verifiably gone; `nil` when there is no record file.
+    ///
+    /// - Throws: ``LeaderElectionError/Code/corruptRecord`` (with the data's version) when the file does not decode,
+    ///   and the matching error when it cannot be read.
+    func read() throws -> VersionedRecord? {
+        switch try readStored() {
+        case .missing:
+            return nil
+        case .corrupt(let version, let why):
+            throw LeaderElectionError.corruptRecord("file:\(paths.record) \(why)", version: version)
+        case .record(let record, _, let version):
+            let holder = record.holderIdentity
+            let gone = !holder.isEmpty && holder != identity && holderIsGone(holder)
+            return VersionedRecord(record: record, version: version, holderIsKnownGone: gone)
+        }
+    }
+
+    /// What the change feed reports after the record may have changed: ``read()`` (the same read and version
+    /// token as `get()`, without the companion's lock) as ``LockChange/stored(_:)``, or ``LockChange/deleted``
+    /// when there is no record file.
+    ///
+    /// ``LockChange/unknown`` (the elector then reads itself) for a corrupt record (whose content version must not be
+    /// reported as a record's), any error, and a holder that is verifiably gone: the elector's read then finds it
+    /// gone and takes over at once, whereas a delivered record only moves a follower's expiry timer.
+    func change() -> LockChange {
+        do {
+            guard let read = try read() else { return .deleted }
+            return read.holderIsKnownGone ? .unknown : .stored(read)
+        } catch {
+            return .unknown
+        }
+    }
+
+    /// Reads and decodes the record file. Its version is `g<generation>`, or `x<FNV-1a-64 of the bytes>`
+    /// for data without a generation (undecodable, or written by another tool).
+    func readStored() throws -> FileLockStore.Stored {
+        let fd = open(paths.record, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
+        if fd < 0 {
+            let code = errno
+            if code == ENOENT { return .missing }
+            throw FileLockStore.ioError("open", paths.record, code)
+        }
+        defer { _ = close(fd) }
+        try FileLockStore.requireRegularFile(fd, paths.record)
+        let bytes = try FileLockStore.readAll(fd, paths.record)
+        let hashVersion = LockVersion("x" + fnv1a64Hex(bytes))
+        do {
+            let (record, extra) = try LeaderElectionRecord.decodeJSON(bytes, extraFields: ["generation"])
+            if let generation = extra["generation"] {
+                return .record(record, generation: generation, LockVersion("g\(generation)"))
+            }
+            return .record(record, generation: nil, hashVersion)
+        } catch let error as LeaderElectionError {
+            return .corrupt(hashVersion, "holds \(bytes.count) bytes that are not a leader-election record (\(error.message))")
+        }
+    }
+
+    /// Opens `.<name>.members` without following a symbolic link (its files are then reached with `openat`
+    /// and `unlinkat`, so a members directory swapped for a link later cannot redirect them); `nil` when it
+    /// does not exist.
+    func openMembers() throws -> Int32? {
+        let fd = open(paths.members, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        if fd < 0 {
+            let code = errno
+            if code == ENOENT { return nil }
+            if code == ELOOP || code == ENOTDIR {
+                var st = stat()
+                if lstat(paths.members, &st) == 0, st.st_mode & S_IFMT == S_IFLNK { throw FileLockStore.symlinkError(paths.members) }
+                throw LeaderElectionError.invalidConfiguration("\(paths.members) exists but is not a directory")
+            }
+            throw FileLockStore.ioError("open members directory", paths.members, code)
+        }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            let code = errno
+            _ = close(fd)
+            throw FileLockStore.ioError("inspect", paths.members, code)
+        }
+        do {
+            try FileLockStore.requireTrustedOwner(st, of: "members directory \(paths.members)")
+        } catch {
+            _ = close(fd)
+            throw error
+        }
+        return fd
+    }
+
+    /// `true` when the kernel proves that no process holds `holder`'s liveness lock: the file does not
+    /// exist, or a shared lock on it can be taken. Any doubt (permissions, errors) means "not known gone".
+    func holderIsGone(_ holder: String) -> Bool {
+        let opened: Int32?
+        do { opened = try openMembers() } catch { return false }
+        guard let members = opened else { return true }  // no members directory: no liveness file
+        defer { _ = close(members) }
+        let fd = openat(members, LockPaths.encode(holder), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
+        if fd < 0 { return errno == ENOENT }
+        defer { _ = close(fd) }
+        guard flock(fd, LOCK_SH | LOCK_NB) == 0 else { return false }
+        _ = flock(fd, LOCK_UN)
+        return true
     }
 }
 

@@ -6,6 +6,7 @@ import Glibc
 import Musl
 #endif
 import Foundation
+import LeaderElection
 import Synchronization
 
 /// One subscription to changes of a lock's record and its candidates' liveness files.
@@ -15,10 +16,41 @@ import Synchronization
 /// members directory (a liveness file closed after being open for writing — which is what the kernel
 /// does when the holder's process dies — or deleted by a sweeper).
 enum InotifyChangeFeed {
-    /// Starts a subscription, or returns `nil` when inotify is unavailable (for example, out of instances).
+    /// What one batch of inotify events (everything pending when the feed thread woke up) concerned.
+    struct Batch: Sendable {
+        /// Events on the record's name in the lock directory.
+        var record = false
+        /// Anything else relevant: the members directory (a liveness file closed or removed), the lock directory
+        /// itself being removed or moved, or an overflowed event queue.
+        var other = false
+        var isEmpty: Bool { !record && !other }
+    }
+
+    /// Starts a subscription yielding `Void` per batch, or returns `nil` when inotify is unavailable (for example,
+    /// out of instances).
     ///
     /// The watches are in place when this returns, so every later change is reported.
     static func start(paths: LockPaths) -> AsyncStream<Void>? {
+        start(paths: paths) { _ in () }
+    }
+
+    /// Starts a subscription that reads the record on the feed thread after each batch (``RecordReader/change()``,
+    /// without any lock a writer needs) and yields what it found.
+    ///
+    /// A batch that concerns anything but the record alone yields ``LockChange/unknown``: a liveness event can mean
+    /// that the holder died, and the kernel queues that event a moment *before* it drops the dead holder's `flock`,
+    /// so a probe made at once on this thread could still find it held; the elector's own read, made a little
+    /// later, is the one that decides (as it did before this feed carried records). Liveness events are rare: a
+    /// candidate dying, or the sweep after a takeover, never a renewal.
+    static func startRecordFeed(paths: LockPaths, reader: RecordReader) -> AsyncStream<LockChange>? {
+        start(paths: paths) { batch in batch.other ? .unknown : reader.change() }
+    }
+
+    /// Starts a subscription that yields `element(batch)` for every batch of relevant events; `element` runs on the
+    /// feed thread and must not throw or trap.
+    private static func start<Element: Sendable>(
+        paths: LockPaths, _ element: @escaping @Sendable (Batch) -> Element
+    ) -> AsyncStream<Element>? {
         let inotify = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
         guard inotify >= 0 else { return nil }
         let directoryMask = UInt32(
@@ -37,7 +69,7 @@ enum InotifyChangeFeed {
             return nil
         }
         let control = FeedControl(stopFD: stop)
-        let (stream, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        let (stream, continuation) = AsyncStream.makeStream(of: Element.self, bufferingPolicy: .bufferingNewest(1))
         continuation.onTermination = { _ in control.stop() }
 
         let recordName = paths.name
@@ -47,7 +79,7 @@ enum InotifyChangeFeed {
             var watcher = Watcher(
                 inotify: inotify, directoryWatch: directoryWatch, membersWatch: membersWatch,
                 recordName: recordName, membersName: membersName, membersPath: membersPath, membersMask: membersMask)
-            watcher.run(stop: control.stopFD) { continuation.yield() }
+            watcher.run(stop: control.stopFD) { batch in continuation.yield(element(batch)) }
             _ = close(inotify)
             continuation.finish()
             _ = control  // keeps the eventfd open until both this thread and onTermination are done
@@ -76,8 +108,8 @@ private struct Watcher {
     let membersMask: UInt32
 
     /// Polls until `stop` is signalled or polling fails, calling `changed` for every batch of events
-    /// that concern the record or the liveness files.
-    mutating func run(stop: Int32, changed: () -> Void) {
+    /// that concern the record or the liveness files (all events pending when it woke up: coalesced).
+    mutating func run(stop: Int32, changed: (InotifyChangeFeed.Batch) -> Void) {
         let bufferSize = 64 * 1024
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bufferSize, alignment: 8)
         defer { buffer.deallocate() }
@@ -93,7 +125,7 @@ private struct Watcher {
                 if fds[0].revents != 0 { return }  // POLLERR / POLLNVAL
                 continue
             }
-            var relevant = false
+            var batch = InotifyChangeFeed.Batch()
             while true {
                 let n = read(inotify, buffer.baseAddress, bufferSize)
                 if n < 0 {
@@ -101,15 +133,14 @@ private struct Watcher {
                     break  // EAGAIN: drained
                 }
                 if n == 0 { break }
-                relevant = parse(UnsafeRawBufferPointer(rebasing: buffer[..<n])) || relevant
+                parse(UnsafeRawBufferPointer(rebasing: buffer[..<n]), into: &batch)
             }
-            if relevant { changed() }
+            if !batch.isEmpty { changed(batch) }
         }
     }
 
-    /// Returns whether any event in `events` concerns the record or the members directory.
-    private mutating func parse(_ events: UnsafeRawBufferPointer) -> Bool {
-        var relevant = false
+    /// Notes in `batch` what the events in `events` concern: the record, or something else relevant.
+    private mutating func parse(_ events: UnsafeRawBufferPointer, into batch: inout InotifyChangeFeed.Batch) {
         var offset = 0
         let header = 16  // struct inotify_event { int wd; uint32_t mask, cookie, len; char name[]; }
         while offset + header <= events.count {
@@ -121,19 +152,20 @@ private struct Watcher {
             offset += header + length
 
             if mask & UInt32(IN_Q_OVERFLOW) != 0 {
-                relevant = true
+                batch.other = true
             } else if wd == directoryWatch {
-                if mask & UInt32(IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED) != 0 || name == recordName {
-                    relevant = true
+                if mask & UInt32(IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED) != 0 {
+                    batch.other = true
+                } else if name == recordName {
+                    batch.record = true
                 } else if name == membersName, membersWatch < 0, mask & UInt32(IN_CREATE | IN_MOVED_TO) != 0 {
                     membersWatch = inotify_add_watch(inotify, membersPath, membersMask)
-                    relevant = true
+                    batch.other = true
                 }
             } else if wd == membersWatch {
                 if mask & UInt32(IN_IGNORED) != 0 { membersWatch = -1 }  // members directory removed
-                relevant = true
+                batch.other = true
             }
         }
-        return relevant
     }
 }
