@@ -99,6 +99,12 @@ final class InstrumentedLock: ResourceLock {
         /// The version the last successful update replaced (its `expecting`).
         var lastUpdateExpected: LockVersion?
         var hook: UpdateHook?
+        /// Count what the record change feed delivers (set before the elector starts; off by default so the
+        /// hand-off and takeover scenarios get the backend's feed without an extra forwarding task).
+        var countFeed = false
+        var feedStored = 0
+        var feedDeleted = 0
+        var feedUnknown = 0
     }
     private let state = Mutex(State())
 
@@ -110,6 +116,12 @@ final class InstrumentedLock: ResourceLock {
     func recover() { state.withLock { $0.crashed = false } }
     func setHook(_ hook: UpdateHook?) { state.withLock { $0.hook = hook } }
 
+    /// From now on, `recordChanges()` counts its deliveries (call before the elector starts).
+    func countFeedDeliveries() { state.withLock { $0.countFeed = true } }
+    /// Change-feed deliveries so far by kind (only with ``countFeedDeliveries()``).
+    var feedDeliveries: (stored: Int, deleted: Int, unknown: Int) {
+        state.withLock { ($0.feedStored, $0.feedDeleted, $0.feedUnknown) }
+    }
     var successfulUpdates: Int { state.withLock { $0.successfulUpdates } }
     /// get, create and update calls made through this lock so far (attempted, whether they succeeded or not).
     var callCounts: (gets: Int, creates: Int, updates: Int) { state.withLock { ($0.gets, $0.creates, $0.updates) } }
@@ -179,7 +191,26 @@ final class InstrumentedLock: ResourceLock {
 
     func changes() -> AsyncStream<Void>? { inner.changes() }
 
-    func recordChanges() -> AsyncStream<LockChange>? { inner.recordChanges() }
+    func recordChanges() -> AsyncStream<LockChange>? {
+        guard let upstream = inner.recordChanges() else { return nil }
+        guard state.withLock({ $0.countFeed }) else { return upstream }
+        let (stream, continuation) = AsyncStream.makeStream(of: LockChange.self, bufferingPolicy: .bufferingNewest(1))
+        let forward = Task { [self] in
+            for await change in upstream {
+                self.state.withLock { state in
+                    switch change {
+                    case .stored: state.feedStored += 1
+                    case .deleted: state.feedDeleted += 1
+                    case .unknown: state.feedUnknown += 1
+                    }
+                }
+                continuation.yield(change)
+            }
+            continuation.finish()
+        }
+        continuation.onTermination = { _ in forward.cancel() }
+        return stream
+    }
 }
 
 // MARK: - Event log

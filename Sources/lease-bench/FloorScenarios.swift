@@ -334,6 +334,7 @@ func followerLoadScenario(_ kind: BackendKind, followers: Int) -> Scenario {
         let configuration = LeaderElectionConfiguration(name: "lease-bench-followers")   // client-go defaults: 15 s / 10 s / 2 s
         return try await withCandidates(followers + 1, prefix: "bench-followers", backend: backend, configuration: configuration) { candidates, log in
             var waiter = ElectionWaiter(log)
+            for candidate in candidates { candidate.lock.countFeedDeliveries() }
             for candidate in candidates { candidate.start() }
             let first = try await waiter.first(from: 0, timeout: .seconds(60), "a first leader") { $0.isStarted }
             try await waitUntil(timeout: .seconds(90), "every follower has observed \(first.identity)") {
@@ -345,11 +346,13 @@ func followerLoadScenario(_ kind: BackendKind, followers: Int) -> Scenario {
             let from = log.count
             let store0 = try backend.storeCounts?()
             let followerCalls0 = others.reduce(0) { $0 + $1.lock.totalCalls }
+            let feed0 = others.reduce(0) { $0 + $1.lock.feedDeliveries.stored + $1.lock.feedDeliveries.deleted + $1.lock.feedDeliveries.unknown }
             let leaderCalls0 = leader.lock.totalCalls
             let cpu0 = processCPUNanos(), etcdCPU0 = context.etcd.serverCPUNanos(), t0 = monotonicNanos()
             try await Task.sleep(for: .seconds(windowSeconds))
             let cpu1 = processCPUNanos(), etcdCPU1 = context.etcd.serverCPUNanos(), t1 = monotonicNanos()
             let followerCalls = others.reduce(0) { $0 + $1.lock.totalCalls } - followerCalls0
+            let feed = others.reduce(0) { $0 + $1.lock.feedDeliveries.stored + $1.lock.feedDeliveries.deleted + $1.lock.feedDeliveries.unknown } - feed0
             let leaderCalls = leader.lock.totalCalls - leaderCalls0
             let store1 = try backend.storeCounts?()
             let wall = Double(t1 - t0) / 1e9
@@ -367,6 +370,9 @@ func followerLoadScenario(_ kind: BackendKind, followers: Int) -> Scenario {
                                        value: perSecond(followerCalls, wall), unit: "/s",
                                        goal: "0: followers cost no periodic requests when the store can watch",
                                        met: followerCalls == 0))
+            metrics.append(FloorMetric(
+                name: "change-feed deliveries/s to the followers, all together (\(kind == .file ? "each one local read of the record file on the feed's thread, after an inotify event" : kind == .etcd ? "watch events pushed by etcd" : "watch events pushed by the API server"))",
+                value: perSecond(feed, wall), unit: "/s"))
             if leaderCalls > 0 {
                 metrics.append(FloorMetric(name: "follower lock calls per follower per leader lock call (1.0: every follower re-reads after each renewal it is told of)",
                                            value: Double(followerCalls) / Double(followers) / Double(leaderCalls), unit: ""))
