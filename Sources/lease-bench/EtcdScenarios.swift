@@ -20,7 +20,7 @@ private let benchIdentity = "lease-bench-\(getpid())"
 /// The etcd scenarios of this milestone: latency of Range, CAS Txn and EtcdLock renewals, then throughput of
 /// Range and Put at each concurrency level.
 func etcdScenarios(_ options: BenchOptions) -> [Scenario] {
-    var list = [rangeLatency, casTxnLatency, renewalLatency]
+    var list = [rangeLatency, rangeLatencyGlobalExecutor, casTxnLatency, renewalLatency]
     for concurrency in options.concurrencyLevels { list.append(rangeThroughput(concurrency: concurrency)) }
     for concurrency in options.concurrencyLevels { list.append(putThroughput(concurrency: concurrency)) }
     return list
@@ -44,6 +44,19 @@ private func goRound(_ operation: GoClientReference.Operation, context: BenchCon
 }
 
 let rangeLatency = Scenario(id: "etcd.range.latency", title: "etcd Range (linearizable, 1 key)") { context in
+    try await measureRangeLatency(context, executor: context.etcd.client.executor,
+                                  caller: "the calling task prefers the client's poller executor (`withTaskExecutorPreference(client.executor)`)")
+}
+
+/// The same Range loop without the executor preference: what a caller that does not opt in gets (each reply
+/// wakes a thread of Swift's global pool).
+let rangeLatencyGlobalExecutor = Scenario(id: "etcd.range.latency.global-executor",
+                                          title: "etcd Range (linearizable, 1 key), caller on Swift's global executor") { context in
+    try await measureRangeLatency(context, executor: nil,
+                                  caller: "the calling task has no executor preference (Swift's global concurrent executor)")
+}
+
+private func measureRangeLatency(_ context: BenchContext, executor: (any TaskExecutor)?, caller: String) async throws -> ScenarioMeasurement {
     let client = context.etcd.client
     let key = Array("/lease-bench/range".utf8)
     let value = sampleRecord(identity: benchIdentity).jsonBytes()
@@ -53,7 +66,7 @@ let rangeLatency = Scenario(id: "etcd.range.latency", title: "etcd Range (linear
     for round in 1...context.options.rounds {
         rounds.append(try await measureLatencyRound(
             round: round, warmup: context.options.warmupCalls, samples: context.options.latencySamples, fixture: context.etcd,
-            executor: context.etcd.client.executor
+            executor: executor
         ) {
             let response = try await client.range(key)
             guard response.kvs.count == 1 else { throw BenchError("Range returned \(response.kvs.count) keys, expected 1") }
@@ -65,7 +78,7 @@ let rangeLatency = Scenario(id: "etcd.range.latency", title: "etcd Range (linear
     }
     let summary = LatencySummary(rounds: rounds)
     return ScenarioMeasurement(
-        operation: "EtcdClient.range(key) — one key, serializable: false, \(value.count)-byte value; sequential",
+        operation: "EtcdClient.range(key) — one key, serializable: false, \(value.count)-byte value; sequential; \(caller)",
         latency: summary, reference: GoReference.figure(.range, rounds: goRounds),
         checks: [oneRoundTripCheck("Range", rpcsPerCall: summary.serverRPCsPerCall, calls: summary.totalSamples)])
 }
