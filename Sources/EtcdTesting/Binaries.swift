@@ -98,8 +98,12 @@ func findExecutable(_ name: String, override: String) -> String? {
     return nil
 }
 
-/// `setpriv` when it can give a child a parent-death signal (util-linux ≥ 2.33), checked once.
-let pdeathsigLauncher: String? = {
+/// The path of `setpriv` when it can give a child a parent-death signal (util-linux ≥ 2.33), checked once;
+/// `nil` elsewhere.
+///
+/// Start a child as `setpriv --pdeathsig KILL -- EXECUTABLE ARGS…` from ``SpawnerThread`` and it is killed
+/// when this process dies, however it dies.
+public let pdeathsigLauncher: String? = {
     #if os(Linux)
     guard let setpriv = findExecutable("setpriv", override: "ETCDTESTING_SETPRIV"),
           let result = try? runCommandBlocking(setpriv, ["--pdeathsig", "KILL", "--", "/bin/sh", "-c", "exit 0"], timeout: .seconds(10)),

@@ -298,14 +298,16 @@ final class ChildProcess: Sendable {
     }
 }
 
-/// One thread that lives as long as the process and starts every `etcd`.
+/// One thread that lives as long as the process and starts every `etcd` (and the children of the project's
+/// tools that must die with them, such as `lease-bench`'s).
 ///
-/// `etcd` is started through `setpriv --pdeathsig KILL`, so that it dies with the test process even when that
-/// is killed (a crashed or timed-out test run must not leave servers holding ports). The kernel sends that
-/// signal when the *thread* that spawned the child exits, not the process — and the threads of Swift's
-/// cooperative pool and of Dispatch come and go. Hence a dedicated thread that never exits.
-final class SpawnerThread: Sendable {
-    static let shared = SpawnerThread()
+/// `etcd` is started through `setpriv --pdeathsig KILL` (``pdeathsigLauncher``), so that it dies with the test
+/// process even when that is killed (a crashed or timed-out test run must not leave servers holding ports). The
+/// kernel sends that signal when the *thread* that spawned the child exits, not the process — and the threads of
+/// Swift's cooperative pool and of Dispatch come and go. Hence a dedicated thread that never exits.
+public final class SpawnerThread: Sendable {
+    /// The one spawner thread of this process.
+    public static let shared = SpawnerThread()
 
     private let jobs = Mutex<[@Sendable () -> Void]>([])
     private let condition = NSCondition()
@@ -317,8 +319,11 @@ final class SpawnerThread: Sendable {
         thread.start()
     }
 
-    /// Runs `body` on the spawner thread and returns its result.
-    func run<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+    /// Runs `body` on the spawner thread and returns its result, without blocking the calling thread.
+    ///
+    /// Start the child process inside `body` (for example `Process.run()` or `posix_spawn`); keep it short, every
+    /// spawn of the process goes through this one thread.
+    public func run<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
         await withCheckedContinuation { continuation in
             condition.lock()
             jobs.withLock { $0.append { continuation.resume(returning: body()) } }

@@ -4,6 +4,7 @@ import Glibc
 import Musl
 #endif
 import Etcd
+import EtcdTesting
 import EtcdLock
 import FileLock
 import Foundation
@@ -17,63 +18,10 @@ import Synchronization
 // own process — a leader that is SIGKILLed (*.takeover.crash on flock, etcd and Kubernetes), the RSS of an idle
 // elector (memory.idle), and the CPU and RSS of a process holding 10,000 heartbeat leases (*.scale.heartbeats).
 //
-// Every child dies with the bench: it is started through `setpriv --pdeathsig KILL` (where util-linux has it)
-// from a thread that lives as long as the process (the kernel sends the parent-death signal when the *thread*
-// that spawned the child exits, and the threads of Swift's pool come and go). A reporting child also exits when
-// its stdout pipe breaks.
-
-/// `setpriv` when it can give a child a parent-death signal, checked once.
-private let childPdeathsigLauncher: String? = {
-    for dir in ["/usr/bin", "/bin", "/usr/sbin", "/sbin"] where access("\(dir)/setpriv", X_OK) == 0 {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "\(dir)/setpriv")
-        process.arguments = ["--pdeathsig", "KILL", "--", "/bin/sh", "-c", "exit 0"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        guard (try? process.run()) != nil else { return nil }
-        process.waitUntilExit()
-        return process.terminationStatus == 0 ? "\(dir)/setpriv" : nil
-    }
-    return nil
-}()
-
-/// One thread that never exits and starts every child (see above).
-private final class ChildSpawnerThread: @unchecked Sendable {
-    static let shared = ChildSpawnerThread()
-    private let condition = NSCondition()
-    private var jobs: [() -> Void] = []   // guarded by `condition`
-
-    private init() {
-        let thread = Thread { [self] in
-            while true {
-                condition.lock()
-                while jobs.isEmpty { condition.wait() }
-                let job = jobs.removeFirst()
-                condition.unlock()
-                job()
-            }
-        }
-        thread.name = "lease-bench spawner"
-        thread.stackSize = 512 << 10
-        thread.start()
-    }
-
-    /// Runs `body` on the spawner thread, blocking the caller until it has returned.
-    func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) throws -> T {
-        let result = Mutex<Result<T, any Error>?>(nil)
-        let done = DispatchSemaphore(value: 0)
-        condition.lock()
-        jobs.append {
-            let outcome = Result { try body() }
-            result.withLock { $0 = outcome }
-            done.signal()
-        }
-        condition.signal()
-        condition.unlock()
-        done.wait()
-        return try result.withLock { $0! }.get()
-    }
-}
+// Every child dies with the bench: it is started through `setpriv --pdeathsig KILL` (EtcdTesting's
+// `pdeathsigLauncher`, where util-linux has it) from EtcdTesting's `SpawnerThread`, a thread that lives as long as
+// the process (the kernel sends the parent-death signal when the *thread* that spawned the child exits, and the
+// threads of Swift's pool come and go). A reporting child also exits when its stdout pipe breaks.
 
 /// The lines a reporting child writes on its stdout, read by a thread of their own.
 final class ChildLines: Sendable {
@@ -127,10 +75,10 @@ final class ChildProcess: @unchecked Sendable {
         pid = process.processIdentifier
     }
 
-    static func spawn(_ arguments: [String], environment: [String: String] = [:], reportLines: Bool = false) throws -> ChildProcess {
+    static func spawn(_ arguments: [String], environment: [String: String] = [:], reportLines: Bool = false) async throws -> ChildProcess {
         let process = Process()
         let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        if let setpriv = childPdeathsigLauncher {
+        if let setpriv = pdeathsigLauncher {
             process.executableURL = URL(fileURLWithPath: setpriv)
             process.arguments = ["--pdeathsig", "KILL", "--", executable, "--child"] + arguments
         } else {
@@ -152,8 +100,9 @@ final class ChildProcess: @unchecked Sendable {
             process.standardOutput = FileHandle.nullDevice
         }
         let started = UncheckedBox(process)
+        let launched: Result<Void, any Error> = await SpawnerThread.shared.run { Result { try started.value.run() } }
         do {
-            try ChildSpawnerThread.shared.run { try started.value.run() }
+            try launched.get()
         } catch {
             if reportLines { close(ends[0]); close(ends[1]) }
             throw error

@@ -443,7 +443,7 @@ func measureChildTakeovers(_ kind: BackendKind, _ context: BenchContext, count: 
     do {
         for index in 1...count {
             let identity = "bench-child-\(index)-\(randomHex(4))"
-            let child = try ChildProcess.spawn(
+            let child = try await ChildProcess.spawn(
                 ["elector", "--backend", kind.rawValue, "--name", leaseName, "--identity", identity,
                  "--lease-ms", wholeMillis(configuration.leaseDuration), "--renew-ms", wholeMillis(configuration.renewDeadline),
                  "--retry-ms", wholeMillis(configuration.retryPeriod), "--report", "stdout"] + childBackend.arguments,

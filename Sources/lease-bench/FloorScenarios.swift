@@ -104,7 +104,7 @@ let fileTakeoverScenario = Scenario(id: "filelock.takeover.crash", title: "Crash
     do {
         for index in 1...count {
             let childIdentity = "bench-child-\(index)-\(randomHex(4))"
-            let child = try ChildProcess.spawn([
+            let child = try await ChildProcess.spawn([
                 "elector", "--backend", "filelock", "--dir", directory, "--name", leaseName, "--identity", childIdentity,
                 "--lease-ms", "2000", "--renew-ms", "1000", "--retry-ms", "250",
             ])
@@ -486,7 +486,7 @@ func scaleScenario(_ kind: BackendKind, leases: Int) -> Scenario {
         case .file:
             throw BenchError("the heartbeat scale scenario runs on etcd and Kubernetes only")
         }
-        let child = try ChildProcess.spawn(arguments, environment: environment)
+        let child = try await ChildProcess.spawn(arguments, environment: environment)
         let etcdCPU0 = context.etcd.serverCPUNanos()
         let t0 = monotonicNanos()
         let limit = Double(options.scaleSeconds + options.scaleIntervalSeconds) + 600
@@ -550,7 +550,7 @@ func scaleScenario(_ kind: BackendKind, leases: Int) -> Scenario {
 let idleMemoryScenario = Scenario(id: "memory.idle", title: "RSS of an idle process with one elector, per backend") { context in
     var metrics: [FloorMetric] = []
     // A child that only parses its arguments and sleeps: the floor of this binary.
-    let bare = try ChildProcess.spawn(["idle"])
+    let bare = try await ChildProcess.spawn(["idle"])
     try await Task.sleep(for: .seconds(3))
     let bareRSS = residentMemoryMiB(pid: bare.pid)
     bare.kill(SIGKILL)
@@ -580,7 +580,7 @@ let idleMemoryScenario = Scenario(id: "memory.idle", title: "RSS of an idle proc
             arguments += ["--server", fixture.configuration.server, "--ca", path, "--namespace", fixture.namespace]
         }
         let probe = try await backend.makeLock(leaseName, "bench-memory-probe", LeaderElectionConfiguration())
-        let child = try ChildProcess.spawn(arguments, environment: environment)
+        let child = try await ChildProcess.spawn(arguments, environment: environment)
         do {
             try await waitUntilAsync(timeout: .seconds(30), "the \(kind.rawValue) child leads") {
                 (try? await probe.lock.get())?.record.holderIdentity == identity

@@ -7,55 +7,8 @@ import EtcdTesting
 import Foundation
 import Synchronization
 
-/// `setpriv` when it can give a child a parent-death signal, so that every process the harness starts dies
-/// with it, however it dies.
-let pdeathsigLauncher: String? = {
-    for dir in ["/usr/bin", "/bin", "/usr/sbin", "/sbin"] where access("\(dir)/setpriv", X_OK) == 0 {
-        return "\(dir)/setpriv"
-    }
-    return nil
-}()
-
-/// One thread that lives as long as the process and starts every child: the parent-death signal fires
-/// when the *thread* that spawned a child exits, and pool threads come and go.
-final class SpawnerThread: Sendable {
-    static let shared = SpawnerThread()
-    private let jobs = Mutex<[@Sendable () -> Void]>([])
-    private let condition = NSCondition()
-
-    private init() {
-        let thread = Thread { [self] in loop() }
-        thread.name = "lease-chaos spawner"
-        thread.stackSize = 512 << 10
-        thread.start()
-    }
-
-    func run<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
-        await withCheckedContinuation { continuation in
-            condition.lock()
-            jobs.withLock { $0.append { continuation.resume(returning: body()) } }
-            condition.signal()
-            condition.unlock()
-        }
-    }
-
-    private func loop() {
-        while true {
-            condition.lock()
-            var next: [@Sendable () -> Void] = []
-            while true {
-                next = jobs.withLock { jobs in
-                    defer { jobs = [] }
-                    return jobs
-                }
-                if !next.isEmpty { break }
-                condition.wait()
-            }
-            condition.unlock()
-            for job in next { job() }
-        }
-    }
-}
+// Every child is started through `setpriv --pdeathsig KILL` (EtcdTesting's `pdeathsigLauncher`) from
+// EtcdTesting's `SpawnerThread`, so that every process the harness starts dies with it, however it dies.
 
 /// A child process (a candidate or the API server), reaped by a thread of its own.
 final class Child: Sendable {
