@@ -31,6 +31,7 @@ func floorScenarios(_ options: BenchOptions) -> [Scenario] {
     var list: [Scenario] = [
         handOffScenario(.file), handOffScenario(.etcd),
         fileTakeoverScenario, etcdTakeoverScenario,
+        fileOpLatencyScenario,
     ]
     for kind in BackendKind.allCases { list.append(renewCostScenario(kind)) }
     for kind in BackendKind.allCases { list.append(followerLoadScenario(kind, followers: options.followers)) }
