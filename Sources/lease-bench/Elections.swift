@@ -413,6 +413,33 @@ struct ChildTakeovers {
 /// Milliseconds of a duration, for the child's flags.
 private func wholeMillis(_ duration: Duration) -> String { "\(Int((seconds(duration) * 1000).rounded()))" }
 
+/// Runs `count` crash samples against one in-process follower. Each `sample` spawns a leader child (handing it to
+/// `started`), lets it lead, SIGKILLs it and records the takeover. After each sample the follower is stopped (it
+/// releases, so the next child leads at once); when a sample fails its child is killed and reaped; at the end,
+/// or on failure, the follower is shut down.
+func withKilledChildSamples(count: Int, follower: Candidate,
+                            _ sample: (_ index: Int, _ started: (ChildProcess) -> Void) async throws -> Void) async throws {
+    do {
+        for index in 1...count {
+            var child: ChildProcess?
+            do {
+                try await sample(index) { child = $0 }
+                await follower.stop()
+            } catch {
+                if let child {
+                    child.kill(SIGKILL)
+                    _ = await child.waitForExit()
+                }
+                throw error
+            }
+        }
+    } catch {
+        await follower.shutdown()
+        throw error
+    }
+    await follower.shutdown()
+}
+
 /// Crash takeovers with a real leader process: `count` times, starts `lease-bench --child elector --report stdout`
 /// on one lock of `kind` (it acquires at once: the lock is free), waits until it has acquired and renewed twice,
 /// starts one follower in this process and waits until it has observed the child as the leader, waits a random
@@ -440,81 +467,69 @@ func measureChildTakeovers(_ kind: BackendKind, _ context: BenchContext, count: 
     var waiter = ElectionWaiter(log)
     var result = ChildTakeovers(samples: [], exitStatuses: [], committedInFlight: 0, unmatched: [], medianWrites: 0)
     var writesPerSample: [Double] = []
-    do {
-        for index in 1...count {
-            let identity = "bench-child-\(index)-\(randomHex(4))"
-            let child = try await ChildProcess.spawn(
-                ["elector", "--backend", kind.rawValue, "--name", leaseName, "--identity", identity,
-                 "--lease-ms", wholeMillis(configuration.leaseDuration), "--renew-ms", wholeMillis(configuration.renewDeadline),
-                 "--retry-ms", wholeMillis(configuration.retryPeriod), "--report", "stdout"] + childBackend.arguments,
-                environment: childBackend.environment, reportLines: true)
-            do {
-                let lines = child.lines!
-                func writes() -> [(start: UInt64, end: UInt64, version: String)] {
-                    lines.lines.compactMap { line in
-                        if case .wrote(let start, let end, let version) = ChildReport(line) { (start, end, version) } else { nil }
-                    }
-                }
-                try await waitUntil(timeout: .seconds(20), "child \(identity) leads and has renewed twice") { writes().count >= 3 }
-                follower.start()
-                try await waitUntil(timeout: .seconds(15), "the follower observes \(identity)") {
-                    follower.elector.currentLeader == identity
-                }
-                try await Task.sleep(for: .milliseconds(Int.random(in: 0..<retryMillis)))
-                let from = log.count
-                let killedAt = monotonicNanos()
-                child.kill(SIGKILL)
-                let next = try await waiter.first(from: from, timeout: configuration.leaseDuration + .seconds(15),
-                                                  "the follower to take over from the killed \(identity)") {
-                    $0.isStarted && $0.identity == follower.identity
-                }
-                result.exitStatuses.append(await child.waitForExit())
-                // The child is gone, so its stdout reaches EOF once every line it wrote has been read.
-                try await waitUntil(timeout: .seconds(5), "the killed child's stdout to end") { lines.ended }
-                let reports = lines.lines.compactMap(ChildReport.init)
-                let wrote = writes()
-                guard let lastWrote = wrote.last else { throw BenchError("child \(identity) reported no write") }
-                writesPerSample.append(Double(wrote.count))
-                let lastAttempt = reports.compactMap { report -> UInt64? in if case .attempt(let start) = report { start } else { nil } }.last
-                // The version the follower's winning update replaced: the last one the dead leader wrote.
-                let acquire = follower.lock.lastWrite.flatMap { $0.start >= killedAt && $0.end <= next.nanos ? $0 : nil }
-                let replaced = acquire == nil ? nil : follower.lock.lastUpdateExpected
-                var renewalStart = lastWrote.start
-                if replaced?.rawValue != lastWrote.version {
-                    if let attempt = lastAttempt, attempt > lastWrote.start {
-                        renewalStart = attempt
-                        result.committedInFlight += 1
-                    } else {
-                        result.unmatched.append("#\(index): the follower replaced version \(replaced?.rawValue ?? "?"), the child's last was \(lastWrote.version)")
-                    }
-                }
-                let expiry = renewalStart + leaseNanos
-                let sinceStart = millis(from: renewalStart, to: next.nanos)
-                var phases: [String: Double] = [
-                    "lastRenewalReturned": millis(from: expiry, to: lastWrote.end),
-                    "killed": millis(from: expiry, to: killedAt),
-                ]
-                if let acquire {
-                    phases["acquireStarted"] = millis(from: expiry, to: acquire.start)
-                    phases["acquireWritten"] = millis(from: expiry, to: acquire.end)
-                }
-                result.samples.append(TransitionSample(
-                    index: index, from: identity, to: follower.identity, millis: sinceStart,
-                    pastLeaseExpiryMillis: millis(from: expiry, to: next.nanos), sinceLastRenewalStartMillis: sinceStart,
-                    previousLeaderStopReason: "killed (SIGKILL)", previousLeaderStoppedRelativeMillis: millis(from: next.nanos, to: killedAt),
-                    phases: phases))
-                await follower.stop()   // releases, so the next child leads at once
-            } catch {
-                child.kill(SIGKILL)
-                _ = await child.waitForExit()
-                throw error
+    try await withKilledChildSamples(count: count, follower: follower) { index, started in
+        let identity = "bench-child-\(index)-\(randomHex(4))"
+        let child = try await ChildProcess.spawn(
+            ["elector", "--backend", kind.rawValue, "--name", leaseName, "--identity", identity,
+             "--lease-ms", wholeMillis(configuration.leaseDuration), "--renew-ms", wholeMillis(configuration.renewDeadline),
+             "--retry-ms", wholeMillis(configuration.retryPeriod), "--report", "stdout"] + childBackend.arguments,
+            environment: childBackend.environment, reportLines: true)
+        started(child)
+        let lines = child.lines!
+        func writes() -> [(start: UInt64, end: UInt64, version: String)] {
+            lines.lines.compactMap { line in
+                if case .wrote(let start, let end, let version) = ChildReport(line) { (start, end, version) } else { nil }
             }
         }
-    } catch {
-        await follower.shutdown()
-        throw error
+        try await waitUntil(timeout: .seconds(20), "child \(identity) leads and has renewed twice") { writes().count >= 3 }
+        follower.start()
+        try await waitUntil(timeout: .seconds(15), "the follower observes \(identity)") {
+            follower.elector.currentLeader == identity
+        }
+        try await Task.sleep(for: .milliseconds(Int.random(in: 0..<retryMillis)))
+        let from = log.count
+        let killedAt = monotonicNanos()
+        child.kill(SIGKILL)
+        let next = try await waiter.first(from: from, timeout: configuration.leaseDuration + .seconds(15),
+                                          "the follower to take over from the killed \(identity)") {
+            $0.isStarted && $0.identity == follower.identity
+        }
+        result.exitStatuses.append(await child.waitForExit())
+        // The child is gone, so its stdout reaches EOF once every line it wrote has been read.
+        try await waitUntil(timeout: .seconds(5), "the killed child's stdout to end") { lines.ended }
+        let reports = lines.lines.compactMap(ChildReport.init)
+        let wrote = writes()
+        guard let lastWrote = wrote.last else { throw BenchError("child \(identity) reported no write") }
+        writesPerSample.append(Double(wrote.count))
+        let lastAttempt = reports.compactMap { report -> UInt64? in if case .attempt(let start) = report { start } else { nil } }.last
+        // The version the follower's winning update replaced: the last one the dead leader wrote.
+        let acquire = follower.lock.lastWrite.flatMap { $0.start >= killedAt && $0.end <= next.nanos ? $0 : nil }
+        let replaced = acquire == nil ? nil : follower.lock.lastUpdateExpected
+        var renewalStart = lastWrote.start
+        if replaced?.rawValue != lastWrote.version {
+            if let attempt = lastAttempt, attempt > lastWrote.start {
+                renewalStart = attempt
+                result.committedInFlight += 1
+            } else {
+                result.unmatched.append("#\(index): the follower replaced version \(replaced?.rawValue ?? "?"), the child's last was \(lastWrote.version)")
+            }
+        }
+        let expiry = renewalStart + leaseNanos
+        let sinceStart = millis(from: renewalStart, to: next.nanos)
+        var phases: [String: Double] = [
+            "lastRenewalReturned": millis(from: expiry, to: lastWrote.end),
+            "killed": millis(from: expiry, to: killedAt),
+        ]
+        if let acquire {
+            phases["acquireStarted"] = millis(from: expiry, to: acquire.start)
+            phases["acquireWritten"] = millis(from: expiry, to: acquire.end)
+        }
+        result.samples.append(TransitionSample(
+            index: index, from: identity, to: follower.identity, millis: sinceStart,
+            pastLeaseExpiryMillis: millis(from: expiry, to: next.nanos), sinceLastRenewalStartMillis: sinceStart,
+            previousLeaderStopReason: "killed (SIGKILL)", previousLeaderStoppedRelativeMillis: millis(from: next.nanos, to: killedAt),
+            phases: phases))
     }
-    await follower.shutdown()
     result.medianWrites = median(writesPerSample)
     return result
 }

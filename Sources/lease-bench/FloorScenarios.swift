@@ -102,50 +102,38 @@ let fileTakeoverScenario = Scenario(id: "filelock.takeover.crash", title: "Crash
     var waiter = ElectionWaiter(log)
     var samples: [TransitionSample] = []
     var exitStatuses: [String] = []
-    do {
-        for index in 1...count {
-            let childIdentity = "bench-child-\(index)-\(randomHex(4))"
-            let child = try await ChildProcess.spawn([
-                "elector", "--backend", "filelock", "--dir", directory, "--name", leaseName, "--identity", childIdentity,
-                "--lease-ms", "2000", "--renew-ms", "1000", "--retry-ms", "250",
-            ])
-            do {
-                try await waitUntilAsync(timeout: .seconds(20), "child \(childIdentity) leads") {
-                    (try? await probe.get())?.record.holderIdentity == childIdentity
-                }
-                follower.start()
-                try await waitUntil(timeout: .seconds(15), "the follower observes \(childIdentity)") {
-                    follower.elector.currentLeader == childIdentity
-                }
-                try await Task.sleep(for: .milliseconds(Int.random(in: 0..<250)))
-                let from = log.count
-                let killedAt = monotonicNanos()
-                child.kill(SIGKILL)
-                let next = try await waiter.first(from: from, timeout: .seconds(15), "the follower to take over from the killed child") {
-                    $0.isStarted && $0.identity == follower.identity
-                }
-                exitStatuses.append(await child.waitForExit())
-                var phases: [String: Double] = [:]
-                if let acquire = follower.lock.lastWrite, acquire.start >= killedAt, acquire.end <= next.nanos {
-                    phases["acquireStarted"] = millis(from: killedAt, to: acquire.start)
-                    phases["acquireWritten"] = millis(from: killedAt, to: acquire.end)
-                }
-                samples.append(TransitionSample(
-                    index: index, from: childIdentity, to: follower.identity, millis: millis(from: killedAt, to: next.nanos),
-                    previousLeaderStopReason: "killed (SIGKILL)", previousLeaderStoppedRelativeMillis: millis(from: next.nanos, to: killedAt),
-                    phases: phases))
-                await follower.stop()   // releases, so the next child leads at once
-            } catch {
-                child.kill(SIGKILL)
-                _ = await child.waitForExit()
-                throw error
-            }
+    try await withKilledChildSamples(count: count, follower: follower) { index, started in
+        let childIdentity = "bench-child-\(index)-\(randomHex(4))"
+        let child = try await ChildProcess.spawn([
+            "elector", "--backend", "filelock", "--dir", directory, "--name", leaseName, "--identity", childIdentity,
+            "--lease-ms", "2000", "--renew-ms", "1000", "--retry-ms", "250",
+        ])
+        started(child)
+        try await waitUntilAsync(timeout: .seconds(20), "child \(childIdentity) leads") {
+            (try? await probe.get())?.record.holderIdentity == childIdentity
         }
-    } catch {
-        await follower.shutdown()
-        throw error
+        follower.start()
+        try await waitUntil(timeout: .seconds(15), "the follower observes \(childIdentity)") {
+            follower.elector.currentLeader == childIdentity
+        }
+        try await Task.sleep(for: .milliseconds(Int.random(in: 0..<250)))
+        let from = log.count
+        let killedAt = monotonicNanos()
+        child.kill(SIGKILL)
+        let next = try await waiter.first(from: from, timeout: .seconds(15), "the follower to take over from the killed child") {
+            $0.isStarted && $0.identity == follower.identity
+        }
+        exitStatuses.append(await child.waitForExit())
+        var phases: [String: Double] = [:]
+        if let acquire = follower.lock.lastWrite, acquire.start >= killedAt, acquire.end <= next.nanos {
+            phases["acquireStarted"] = millis(from: killedAt, to: acquire.start)
+            phases["acquireWritten"] = millis(from: killedAt, to: acquire.end)
+        }
+        samples.append(TransitionSample(
+            index: index, from: childIdentity, to: follower.identity, millis: millis(from: killedAt, to: next.nanos),
+            previousLeaderStopReason: "killed (SIGKILL)", previousLeaderStoppedRelativeMillis: millis(from: next.nanos, to: killedAt),
+            phases: phases))
     }
-    await follower.shutdown()
     let percentiles = Percentiles(samples: samples.map(\.millis))
     var summary = TransitionSummary(
         electors: 2, leaseDurationSeconds: 2, renewDeadlineSeconds: 1, retryPeriodSeconds: 0.25,
