@@ -57,18 +57,6 @@ public struct KubernetesLeaseDirectory: LeaseDirectory {
     }
 
     public func changes() -> AsyncStream<Void>? {
-        let (stream, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
-        let notifications = client.informLeases(namespace: namespace, labelSelector: labelSelector)
-        let logger = self.logger
-        let task = Task {
-            do {
-                for try await _ in notifications { continuation.yield() }
-            } catch {
-                logger.debug("lease watch ended", metadata: ["error": .string("\(error)")])
-            }
-            continuation.finish()
-        }
-        continuation.onTermination = { _ in task.cancel() }
-        return stream
+        coalescedSignals(client.informLeases(namespace: namespace, labelSelector: labelSelector), logger: logger)
     }
 }

@@ -171,19 +171,7 @@ public final class KubernetesLock: ResourceLock {
     }
 
     public func changes() -> AsyncStream<Void>? {
-        let (stream, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
-        let notifications = client.informLeases(namespace: configuration.namespace, name: configuration.name)
-        let logger = self.logger
-        let task = Task {
-            do {
-                for try await _ in notifications { continuation.yield() }
-            } catch {
-                logger.debug("lease watch ended", metadata: ["error": .string("\(error)")])
-            }
-            continuation.finish()
-        }
-        continuation.onTermination = { _ in task.cancel() }
-        return stream
+        coalescedSignals(client.informLeases(namespace: configuration.namespace, name: configuration.name), logger: logger)
     }
 
     /// The informer on the Lease, reporting each modified Lease's record and `resourceVersion` (no re-read
@@ -301,4 +289,20 @@ public final class KubernetesLock: ResourceLock {
             }
         }
     }
+}
+
+/// One `Void` per informer notification, the newest kept when the reader is behind; ends when the informer ends
+/// (logged at debug level), and cancelling the reader stops the informer.
+func coalescedSignals(_ notifications: AsyncThrowingStream<LeaseNotification, any Error>, logger: Logger) -> AsyncStream<Void> {
+    let (stream, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    let task = Task {
+        do {
+            for try await _ in notifications { continuation.yield() }
+        } catch {
+            logger.debug("lease watch ended", metadata: ["error": .string("\(error)")])
+        }
+        continuation.finish()
+    }
+    continuation.onTermination = { _ in task.cancel() }
+    return stream
 }

@@ -16,8 +16,8 @@ public final class InMemoryLockStore: Sendable {
         var stored: Stored?
         var generation: UInt64 = 0
         var nextSubscriber = 0
-        var subscribers: [Int: AsyncStream<Void>.Continuation] = [:]
-        var recordSubscribers: [Int: AsyncStream<LockChange>.Continuation] = [:]
+        /// Every `changes()` and `recordChanges()` subscriber, given each write's change.
+        var subscribers: [Int: @Sendable (LockChange) -> Void] = [:]
     }
 
     private let state = Mutex(State())
@@ -74,12 +74,13 @@ public final class InMemoryLockStore: Sendable {
         }
     }
 
-    fileprivate func subscribe() -> AsyncStream<Void> {
-        let (stream, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    /// A stream of `transform(change)` for every later write.
+    fileprivate func subscribe<Element: Sendable>(_ transform: @escaping @Sendable (LockChange) -> Element) -> AsyncStream<Element> {
+        let (stream, continuation) = AsyncStream.makeStream(of: Element.self, bufferingPolicy: .bufferingNewest(1))
         let id = state.withLock { state in
             let id = state.nextSubscriber
             state.nextSubscriber += 1
-            state.subscribers[id] = continuation
+            state.subscribers[id] = { continuation.yield(transform($0)) }
             return id
         }
         continuation.onTermination = { [weak self] _ in
@@ -88,23 +89,9 @@ public final class InMemoryLockStore: Sendable {
         return stream
     }
 
-    fileprivate func subscribeToRecords() -> AsyncStream<LockChange> {
-        let (stream, continuation) = AsyncStream.makeStream(of: LockChange.self, bufferingPolicy: .bufferingNewest(1))
-        let id = state.withLock { state in
-            let id = state.nextSubscriber
-            state.nextSubscriber += 1
-            state.recordSubscribers[id] = continuation
-            return id
-        }
-        continuation.onTermination = { [weak self] _ in
-            _ = self?.state.withLock { $0.recordSubscribers.removeValue(forKey: id) }
-        }
-        return stream
-    }
-
     @discardableResult
     private func write(_ body: (inout State) throws -> Void) rethrows -> LockVersion {
-        let (version, subscribers) = try state.withLock { state in
+        try state.withLock { state in
             try body(&state)
             state.generation += 1
             let version = LockVersion(state.generation)
@@ -115,11 +102,9 @@ public final class InMemoryLockStore: Sendable {
             case nil: change = .deleted
             }
             // Yielded under the lock, so every subscriber sees the writes in order.
-            for continuation in state.recordSubscribers.values { continuation.yield(change) }
-            return (version, Array(state.subscribers.values))
+            for subscriber in state.subscribers.values { subscriber(change) }
+            return version
         }
-        for continuation in subscribers { continuation.yield() }
-        return version
     }
 }
 
@@ -145,7 +130,7 @@ public struct InMemoryLock: ResourceLock {
         try store.update(record, expecting: version)
     }
 
-    public func changes() -> AsyncStream<Void>? { store.subscribe() }
+    public func changes() -> AsyncStream<Void>? { store.subscribe { _ in () } }
 
-    public func recordChanges() -> AsyncStream<LockChange>? { store.subscribeToRecords() }
+    public func recordChanges() -> AsyncStream<LockChange>? { store.subscribe { $0 } }
 }

@@ -141,22 +141,10 @@ func withCandidates<R>(
     _ count: Int, prefix: String, backend: LockBackend, configuration: LeaderElectionConfiguration,
     _ body: ([Candidate], ElectionLog) async throws -> R
 ) async throws -> R {
-    let leaseName = "\(prefix)-\(randomHex(6))"
-    let log = ElectionLog()
-    var candidates: [Candidate] = []
-    do {
-        for index in 0..<count {
-            let identity = "\(prefix)-\(index)"
-            let made = try await backend.makeLock(leaseName, identity, configuration)
-            candidates.append(try Candidate(identity: identity, lock: made.lock, configuration: configuration, log: log, close: made.close))
-        }
-        let result = try await body(candidates, log)
-        for candidate in candidates { await candidate.shutdown() }
-        return result
-    } catch {
-        for candidate in candidates { await candidate.shutdown() }
-        throw error
-    }
+    try await withCandidates(count, prefix: prefix, make: { identity, leaseName, log in
+        let made = try await backend.makeLock(leaseName, identity, configuration)
+        return try Candidate(identity: identity, lock: made.lock, configuration: configuration, log: log, close: made.close)
+    }, body)
 }
 
 /// VmRSS and VmHWM of a process, in MiB (`/proc/<pid>/status`).

@@ -377,13 +377,23 @@ func withCandidates<R>(
     _ count: Int, prefix: String, fixture: KubernetesFixture, configuration: LeaderElectionConfiguration,
     _ body: ([Candidate], ElectionLog) async throws -> R
 ) async throws -> R {
+    try await withCandidates(count, prefix: prefix, make: { identity, leaseName, log in
+        try Candidate(identity: identity, leaseName: leaseName, fixture: fixture, configuration: configuration, log: log)
+    }, body)
+}
+
+/// Runs `body` with `count` candidates made by `make(identity, leaseName, log)` on one new lock name (`prefix`
+/// plus a random suffix), shutting them all down afterwards (also on errors).
+func withCandidates<R>(
+    _ count: Int, prefix: String, make: (_ identity: String, _ leaseName: String, _ log: ElectionLog) async throws -> Candidate,
+    _ body: ([Candidate], ElectionLog) async throws -> R
+) async throws -> R {
     let leaseName = "\(prefix)-\(randomHex(6))"
     let log = ElectionLog()
     var candidates: [Candidate] = []
     do {
         for index in 0..<count {
-            candidates.append(try Candidate(identity: "\(prefix)-\(index)", leaseName: leaseName, fixture: fixture,
-                                            configuration: configuration, log: log))
+            candidates.append(try await make("\(prefix)-\(index)", leaseName, log))
         }
         let result = try await body(candidates, log)
         for candidate in candidates { await candidate.shutdown() }

@@ -455,27 +455,15 @@ func scaleScenario(_ kind: BackendKind, leases: Int) -> Scenario {
         let resultPath = NSTemporaryDirectory() + "/lease-bench-scale-\(getpid())-\(randomHex(6)).json"
         defer { try? FileManager.default.removeItem(atPath: resultPath) }
         let namespace = "lease-bench-scale-\(randomHex(6))"
-        var arguments = ["heartbeats", "--backend", kind.rawValue, "--count", "\(leases)", "--interval-ms", "\(options.scaleIntervalSeconds * 1000)",
-                         "--lease-ms", "\(options.scaleIntervalSeconds * 4000)", "--seconds", "\(options.scaleSeconds)",
-                         "--namespace", namespace, "--result", resultPath]
-        var environment: [String: String] = [:]
-        var caFile: String?
-        defer { if let caFile { try? FileManager.default.removeItem(atPath: caFile) } }
-        switch kind {
-        case .etcd:
-            arguments += ["--endpoint", context.etcd.server.endpoint]
-        case .kubernetes:
-            let fixture = try await context.kubernetes.fixture()
-            let path = NSTemporaryDirectory() + "/lease-bench-ca-\(randomHex(6)).pem"
-            try (fixture.configuration.caPEM ?? "").write(toFile: path, atomically: true, encoding: .utf8)
-            caFile = path
-            guard case .bearerToken(let token) = fixture.configuration.credentials else { throw BenchError("fixture has no bearer token") }
-            environment["LEASE_BENCH_K8S_TOKEN"] = token
-            arguments += ["--server", fixture.configuration.server, "--ca", path]
-        case .file:
-            throw BenchError("the heartbeat scale scenario runs on etcd and Kubernetes only")
-        }
-        let child = try await ChildProcess.spawn(arguments, environment: environment)
+        guard kind != .file else { throw BenchError("the heartbeat scale scenario runs on etcd and Kubernetes only") }
+        let childBackend = try await childBackendArguments(kind, context, directory: nil)
+        defer { childBackend.cleanup() }
+        // The backend's flags first: this scenario's own --namespace comes later and wins.
+        let arguments = ["heartbeats", "--backend", kind.rawValue] + childBackend.arguments
+            + ["--count", "\(leases)", "--interval-ms", "\(options.scaleIntervalSeconds * 1000)",
+               "--lease-ms", "\(options.scaleIntervalSeconds * 4000)", "--seconds", "\(options.scaleSeconds)",
+               "--namespace", namespace, "--result", resultPath]
+        let child = try await ChildProcess.spawn(arguments, environment: childBackend.environment)
         let etcdCPU0 = context.etcd.serverCPUNanos()
         let t0 = monotonicNanos()
         let limit = Double(options.scaleSeconds + options.scaleIntervalSeconds) + 600
@@ -551,25 +539,12 @@ let idleMemoryScenario = Scenario(id: "memory.idle", title: "RSS of an idle proc
         defer { Task { await backend.cleanup() } }
         let leaseName = "bench-memory-\(randomHex(6))"
         let identity = "bench-memory-child"
-        var arguments = ["elector", "--backend", kind.rawValue, "--name", leaseName, "--identity", identity,
-                         "--lease-ms", "15000", "--renew-ms", "10000", "--retry-ms", "2000"]
-        var environment: [String: String] = [:]
-        var caFile: String?
-        defer { if let caFile { try? FileManager.default.removeItem(atPath: caFile) } }
-        switch kind {
-        case .file: arguments += ["--dir", backend.directory!]
-        case .etcd: arguments += ["--endpoint", context.etcd.server.endpoint]
-        case .kubernetes:
-            let fixture = try await context.kubernetes.fixture()
-            let path = NSTemporaryDirectory() + "/lease-bench-ca-\(randomHex(6)).pem"
-            try (fixture.configuration.caPEM ?? "").write(toFile: path, atomically: true, encoding: .utf8)
-            caFile = path
-            guard case .bearerToken(let token) = fixture.configuration.credentials else { throw BenchError("fixture has no bearer token") }
-            environment["LEASE_BENCH_K8S_TOKEN"] = token
-            arguments += ["--server", fixture.configuration.server, "--ca", path, "--namespace", fixture.namespace]
-        }
+        let childBackend = try await childBackendArguments(kind, context, directory: backend.directory)
+        defer { childBackend.cleanup() }
+        let arguments = ["elector", "--backend", kind.rawValue, "--name", leaseName, "--identity", identity,
+                         "--lease-ms", "15000", "--renew-ms", "10000", "--retry-ms", "2000"] + childBackend.arguments
         let probe = try await backend.makeLock(leaseName, "bench-memory-probe", LeaderElectionConfiguration())
-        let child = try await ChildProcess.spawn(arguments, environment: environment)
+        let child = try await ChildProcess.spawn(arguments, environment: childBackend.environment)
         do {
             try await waitUntilAsync(timeout: .seconds(30), "the \(kind.rawValue) child leads") {
                 (try? await probe.lock.get())?.record.holderIdentity == identity

@@ -174,37 +174,8 @@ private func kubernetesMarkdown(_ report: BenchReport) -> [String] {
     if !transitions.isEmpty {
         out.append("Leadership changes in ms, nearest rank over all samples (p99 is the largest sample when there are ≤ 100).")
         out.append("")
-        out.append("| Scenario | Electors | Lease / renew deadline / retry | Samples | Measured | p50 | p90 | p99 | max | Goal |")
-        out.append("|---|--:|---|--:|---|--:|--:|--:|--:|---|")
-        for s in transitions {
-            let t = s.transition!
-            let timing = "\(formatSeconds(t.leaseDurationSeconds)) / \(formatSeconds(t.renewDeadlineSeconds)) / \(formatSeconds(t.retryPeriodSeconds))"
-            let goal = "\(t.goal): " + (t.withinGoal ? "met" : "**not met**")
-            func row(_ what: String, _ p: Percentiles, goal: String) -> String {
-                "| \(s.title) | \(t.electors) | \(timing) | \(t.samples.count) | \(what) | \(formatMillis(p.p50)) | \(formatMillis(p.p90)) | "
-                    + "\(formatMillis(p.p99)) | \(formatMillis(p.max)) | \(goal) |"
-            }
-            if let past = t.pastLeaseExpiryMillis {
-                out.append(row("last renewal → new leader", t.millis, goal: "—"))
-                out.append(row("… minus the lease (past expiry)", past, goal: goal))
-            } else {
-                out.append(row("cancel → new leader", t.millis, goal: goal))
-            }
-        }
-        out.append("")
-        for s in transitions {
-            let t = s.transition!
-            let m = t.medianPhasesMillis
-            var steps: [String] = []
-            if let v = m["releaseStarted"] { steps.append("release PUT sent \(formatMillis(v))") }
-            if let v = m["releaseWritten"] { steps.append("returned \(formatMillis(v))") }
-            if let v = m["acquireStarted"] { steps.append("new leader's winning PUT sent \(formatMillis(v))") }
-            if let v = m["acquireWritten"] { steps.append("returned \(formatMillis(v))") }
-            steps.append("startedLeading \(formatMillis(median(t.samples.map { $0.pastLeaseExpiryMillis ?? $0.millis })))")
-            let start = t.pastLeaseExpiryMillis == nil ? "ms after the cancel" : "ms past the lease's expiry = start of the dead leader's last renewal that reached the store + lease duration"
-            out.append("- `\(s.id)`, where the time goes (medians, \(start)): " + steps.joined(separator: " → ") + ".")
-        }
-        out.append("")
+        out += transitionTable(transitions)
+        out += transitionSteps(transitions, write: "PUT")
     }
     return out
 }
@@ -220,34 +191,8 @@ private func floorMarkdown(_ report: BenchReport) -> [String] {
     if !transitions.isEmpty {
         out.append("Leadership changes in ms, nearest rank over all samples.")
         out.append("")
-        out.append("| Scenario | Electors | Lease / renew deadline / retry | Samples | Measured | p50 | p90 | p99 | max | Goal |")
-        out.append("|---|--:|---|--:|---|--:|--:|--:|--:|---|")
-        for s in transitions {
-            let t = s.transition!
-            let timing = "\(formatSeconds(t.leaseDurationSeconds)) / \(formatSeconds(t.renewDeadlineSeconds)) / \(formatSeconds(t.retryPeriodSeconds))"
-            let goal = "\(t.goal): " + (t.withinGoal ? "met" : "**not met**")
-            func row(_ what: String, _ p: Percentiles, goal: String) -> String {
-                "| \(s.title) | \(t.electors) | \(timing) | \(t.samples.count) | \(what) | \(formatMillis(p.p50)) | \(formatMillis(p.p90)) | "
-                    + "\(formatMillis(p.p99)) | \(formatMillis(p.max)) | \(goal) |"
-            }
-            if let past = t.pastLeaseExpiryMillis {
-                out.append(row("last renewal → new leader", t.millis, goal: "—"))
-                out.append(row("… minus the lease (past expiry)", past, goal: goal))
-            } else {
-                out.append(row(s.id.contains("takeover") ? "SIGKILL → new leader" : "cancel → new leader", t.millis, goal: goal))
-            }
-        }
-        out.append("")
-        for s in transitions {
-            let m = s.transition!.medianPhasesMillis
-            var steps: [String] = []
-            if let v = m["releaseStarted"] { steps.append("release write sent \(formatMillis(v))") }
-            if let v = m["releaseWritten"] { steps.append("returned \(formatMillis(v))") }
-            if let v = m["acquireStarted"] { steps.append("new leader's winning write sent \(formatMillis(v))") }
-            if let v = m["acquireWritten"] { steps.append("returned \(formatMillis(v))") }
-            if !steps.isEmpty { out.append("- `\(s.id)`, where the time goes (medians, ms): " + steps.joined(separator: " → ") + ".") }
-        }
-        out.append("")
+        out += transitionTable(transitions)
+        out += transitionSteps(transitions, write: "write")
     }
     if !figures.isEmpty {
         out.append("| Scenario | Backend | Setup | Figure | Value | Goal |")
@@ -304,6 +249,50 @@ private func goReferenceMarkdown(_ latency: [ScenarioResult]) -> [String] {
             + "\(formatMicros(median(r.rounds.map(\.p90Micros)))) | \(formatMicros(median(r.rounds.map(\.p99Micros)))) | \(spread) | "
             + "\(r.medianCPUMicrosPerCall.map(formatMicros) ?? "—") | \(s.ratioToReference.map { formatRatio($0) + "×" } ?? "—") | "
             + "\(formatMicros(r.documentedP50Micros)) | \(s.ratioToDocumentedReference.map { formatRatio($0) + "×" } ?? "—") |")
+    }
+    out.append("")
+    return out
+}
+
+/// The leadership-change table: one row per hand-off, two per takeover past expiry (total, then past expiry).
+private func transitionTable(_ transitions: [ScenarioResult]) -> [String] {
+    var out = ["| Scenario | Electors | Lease / renew deadline / retry | Samples | Measured | p50 | p90 | p99 | max | Goal |",
+               "|---|--:|---|--:|---|--:|--:|--:|--:|---|"]
+    for s in transitions {
+        let t = s.transition!
+        let timing = "\(formatSeconds(t.leaseDurationSeconds)) / \(formatSeconds(t.renewDeadlineSeconds)) / \(formatSeconds(t.retryPeriodSeconds))"
+        let goal = "\(t.goal): " + (t.withinGoal ? "met" : "**not met**")
+        func row(_ what: String, _ p: Percentiles, goal: String) -> String {
+            "| \(s.title) | \(t.electors) | \(timing) | \(t.samples.count) | \(what) | \(formatMillis(p.p50)) | \(formatMillis(p.p90)) | "
+                + "\(formatMillis(p.p99)) | \(formatMillis(p.max)) | \(goal) |"
+        }
+        if let past = t.pastLeaseExpiryMillis {
+            out.append(row("last renewal → new leader", t.millis, goal: "—"))
+            out.append(row("… minus the lease (past expiry)", past, goal: goal))
+        } else {
+            out.append(row(s.id.contains("takeover") ? "SIGKILL → new leader" : "cancel → new leader", t.millis, goal: goal))
+        }
+    }
+    out.append("")
+    return out
+}
+
+/// "Where the time goes": the median phases of each transition, then its startedLeading.
+private func transitionSteps(_ transitions: [ScenarioResult], write: String) -> [String] {
+    var out: [String] = []
+    for s in transitions {
+        let t = s.transition!
+        let m = t.medianPhasesMillis
+        var steps: [String] = []
+        if let v = m["releaseStarted"] { steps.append("release \(write) sent \(formatMillis(v))") }
+        if let v = m["releaseWritten"] { steps.append("returned \(formatMillis(v))") }
+        if let v = m["acquireStarted"] { steps.append("new leader's winning \(write) sent \(formatMillis(v))") }
+        if let v = m["acquireWritten"] { steps.append("returned \(formatMillis(v))") }
+        steps.append("startedLeading \(formatMillis(median(t.samples.map { $0.pastLeaseExpiryMillis ?? $0.millis })))")
+        let origin = t.pastLeaseExpiryMillis != nil
+            ? "ms past the lease's expiry = start of the dead leader's last renewal that reached the store + lease duration"
+            : s.id.contains("takeover") ? "ms after the SIGKILL" : "ms after the cancel"
+        out.append("- `\(s.id)`, where the time goes (medians, \(origin)): " + steps.joined(separator: " → ") + ".")
     }
     out.append("")
     return out

@@ -202,18 +202,7 @@ struct DoctorProbe: Sendable {
     /// Reads the lock once, timing the read on the monotonic clock.
     func read() async -> Doctor.Read {
         let start = ContinuousClock.now
-        let state: LeaseSnapshot.State
-        do {
-            if let fetched = try await lock.get() {
-                state = .record(fetched)
-            } else {
-                state = .missing
-            }
-        } catch let error as LeaderElectionError where error.code == .corruptRecord {
-            state = .corrupt(message: error.message, version: error.version)
-        } catch {
-            state = .failed(describe(error))
-        }
+        let state = await LeaseSnapshot.State.read(lock, describe: describe)
         let end = ContinuousClock.now
         return Doctor.Read(at: origin.duration(to: end), latency: start.duration(to: end), wall: .now(), state: state)
     }

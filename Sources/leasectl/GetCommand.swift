@@ -91,9 +91,7 @@ struct GetCommand: AsyncParsableCommand {
     func run() async throws {
         // Library warnings (an insecure etcd or Kubernetes connection) go to standard error, never into the output.
         LogLevelArgument.warning.bootstrap()
-        let registry = LockRegistry.standard(
-            etcd: try etcd.settings(defaultTimeout: .seconds(5)),
-            kubernetes: kubernetes.settings(defaultTimeout: .seconds(5)))
+        let registry = try LockRegistry.oneShot(etcd: etcd, kubernetes: kubernetes)
         let code = try await registry.using { registry in
             let targets = try resolveTargets(registry)
             let getter = LeaseGetter(targets: targets, format: output, registry: registry)

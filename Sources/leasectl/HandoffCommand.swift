@@ -48,9 +48,7 @@ struct HandoffCommand: AsyncParsableCommand {
     func run() async throws {
         let lockURL = try LockURL(parsing: url)
         LogLevelArgument.warning.bootstrap()
-        let registry = LockRegistry.standard(
-            etcd: try etcd.settings(defaultTimeout: .seconds(5)),
-            kubernetes: kubernetes.settings(defaultTimeout: .seconds(5)))
+        let registry = try LockRegistry.oneShot(etcd: etcd, kubernetes: kubernetes)
         try await registry.using { registry in
             let lock = try registry.makeLock(at: lockURL, identity: "leasectl-handoff_\(UUID().uuidString.lowercased())")
             let start = ContinuousClock.now

@@ -11,6 +11,18 @@ struct LeaseSnapshot: Sendable {
         case corrupt(message: String, version: LockVersion?)
         /// The read failed.
         case failed(String)
+
+        /// One `get()` of `lock`; a corrupt record and a failed read become states, described by `describe`.
+        static func read(_ lock: any ResourceLock, describe: (any Error) -> String) async -> State {
+            do {
+                if let fetched = try await lock.get() { return .record(fetched) }
+                return .missing
+            } catch let error as LeaderElectionError where error.code == .corruptRecord {
+                return .corrupt(message: error.message, version: error.version)
+            } catch {
+                return .failed(describe(error))
+            }
+        }
     }
 
     /// The lock's URL.
@@ -35,18 +47,7 @@ struct LeaseSnapshot: Sendable {
         _ lock: any ResourceLock, url: LockURL, name: String? = nil,
         describe: (any Error) -> String = { LockRegistry.describe($0) }
     ) async -> LeaseSnapshot {
-        let state: State
-        do {
-            if let fetched = try await lock.get() {
-                state = .record(fetched)
-            } else {
-                state = .missing
-            }
-        } catch let error as LeaderElectionError where error.code == .corruptRecord {
-            state = .corrupt(message: error.message, version: error.version)
-        } catch {
-            state = .failed(describe(error))
-        }
+        let state = await State.read(lock, describe: describe)
         return LeaseSnapshot(url: url, name: name ?? url.lastPathComponent, state: state, readAt: .now())
     }
 

@@ -19,6 +19,13 @@ struct LockRegistry: Sendable {
 
     /// The backends built into this `leasectl`, connecting to etcd and Kubernetes with `etcd` and
     /// `kubernetes`. Nothing connects until a lock of the scheme is used; call ``shutdown()`` at exit.
+    /// The registry of a one-shot command (`get`, `release`, `handoff`): every etcd and Kubernetes call has a 5 s
+    /// deadline unless the connection flags say otherwise.
+    static func oneShot(etcd: EtcdOptions, kubernetes: KubernetesOptions) throws -> LockRegistry {
+        LockRegistry.standard(etcd: try etcd.settings(defaultTimeout: .seconds(5)),
+                              kubernetes: kubernetes.settings(defaultTimeout: .seconds(5)))
+    }
+
     static func standard(etcd: EtcdConnectionSettings, kubernetes: KubernetesConnectionSettings) -> LockRegistry {
         LockRegistry([
             FileLockBackend(),

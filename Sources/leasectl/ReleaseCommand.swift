@@ -47,9 +47,7 @@ struct ReleaseCommand: AsyncParsableCommand {
         let lockURL = try LockURL(parsing: url)
         // Library warnings (an insecure etcd or Kubernetes connection) go to standard error, never into the output.
         LogLevelArgument.warning.bootstrap()
-        let registry = LockRegistry.standard(
-            etcd: try etcd.settings(defaultTimeout: .seconds(5)),
-            kubernetes: kubernetes.settings(defaultTimeout: .seconds(5)))
+        let registry = try LockRegistry.oneShot(etcd: etcd, kubernetes: kubernetes)
         try await registry.using { registry in
             let lock = try registry.makeLock(at: lockURL, identity: "leasectl-release_\(UUID().uuidString.lowercased())")
             let outcome: Outcome
