@@ -71,7 +71,12 @@ public final class KubernetesTestEnvironment: Sendable {
     }
 
     /// Runs `body` in a new environment and tears it down afterwards, whether `body` throws or not.
+    ///
+    /// - Parameters:
+    ///   - generation: the kube-apiserver generation the local server answers as (ignored for a real cluster,
+    ///     which is whatever it is).
     public static func with<R>(
+        generation: LeaseAPIServer.Generation = .v1_26,
         logger: Logger = Logger(label: "kubernetes-test", factory: { _ in SwiftLogNoOpLogHandler() }),
         _ body: (KubernetesTestEnvironment) async throws -> R
     ) async throws -> R {
@@ -80,7 +85,7 @@ public final class KubernetesTestEnvironment: Sendable {
             return try await run(environment, body)
         }
         return try await SharedEtcdServer.withServer { etcd in
-            let environment = try await local(etcd: etcd, logger: logger)
+            let environment = try await local(etcd: etcd, generation: generation, logger: logger)
             return try await run(environment, body)
         }
     }
@@ -134,7 +139,7 @@ public final class KubernetesTestEnvironment: Sendable {
         if let directory { try? FileManager.default.removeItem(atPath: directory) }
     }
 
-    private static func local(etcd: EtcdServer, logger: Logger) async throws -> KubernetesTestEnvironment {
+    private static func local(etcd: EtcdServer, generation: LeaseAPIServer.Generation, logger: Logger) async throws -> KubernetesTestEnvironment {
         let suffix = randomHex(8)
         let directory = try makeTemporaryDirectory("kubernetes-test")
         let tls = try await EtcdTLS.shared()
@@ -147,7 +152,7 @@ public final class KubernetesTestEnvironment: Sendable {
                 configuration: .init(
                     host: "127.0.0.1", port: 0,
                     tls: .init(certificateChainFile: tls.serverCertFile, privateKeyFile: tls.serverKeyFile),
-                    bearerTokens: [token], etcdPrefix: prefix),
+                    bearerTokens: [token], etcdPrefix: prefix, generation: generation),
                 etcd: etcdClient, logger: logger)
         } catch {
             etcdClient.close()

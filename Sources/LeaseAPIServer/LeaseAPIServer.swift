@@ -85,6 +85,20 @@ import Synchronization
 /// - `metadata.generation`, `selfLink`, `deletionTimestamp` and `deletionGracePeriodSeconds` sent on a
 ///   create are dropped; on an update, `generation` keeps its stored value.
 public final class LeaseAPIServer: Sendable {
+    /// The kube-apiserver generation the server answers as. The Lease API differs between them in the
+    /// gated `spec.preferredHolder` and `spec.strategy` fields.
+    public enum Generation: String, Sendable, Hashable, CaseIterable, CustomStringConvertible {
+        /// Kubernetes 1.26 (and every version up to 1.30, and 1.31+ without the `CoordinatedLeaderElection`
+        /// feature gate): `spec.preferredHolder` and `spec.strategy` are unknown fields, dropped on every write
+        /// with a `Warning: 299` header (400 under `fieldValidation=Strict`).
+        case v1_26 = "1.26"
+        /// Kubernetes 1.31+ with the `CoordinatedLeaderElection` feature gate on: `spec.preferredHolder` and
+        /// `spec.strategy` are stored and returned.
+        case v1_31CoordinatedLeaderElection = "1.31+CoordinatedLeaderElection"
+
+        public var description: String { rawValue }
+    }
+
     /// How the server listens and authenticates, and where it keeps objects in etcd.
     public struct Configuration: Sendable {
         /// The address to bind. Default `127.0.0.1`.
@@ -97,6 +111,8 @@ public final class LeaseAPIServer: Sendable {
         public var bearerTokens: Set<String>
         /// The etcd key prefix (kube-apiserver's `--etcd-prefix`). Default `/registry`.
         public var etcdPrefix: String
+        /// Which kube-apiserver generation to answer as. Default ``Generation/v1_26``.
+        public var generation: Generation
 
         /// The server certificate, as PEM files.
         public struct TLS: Sendable, Hashable {
@@ -118,13 +134,15 @@ public final class LeaseAPIServer: Sendable {
             port: Int = 0,
             tls: TLS? = nil,
             bearerTokens: Set<String> = [],
-            etcdPrefix: String = "/registry"
+            etcdPrefix: String = "/registry",
+            generation: Generation = .v1_26
         ) {
             self.host = host
             self.port = port
             self.tls = tls
             self.bearerTokens = bearerTokens
             self.etcdPrefix = etcdPrefix
+            self.generation = generation
         }
     }
 
