@@ -46,7 +46,7 @@ struct APIError: Error, Sendable {
         }
         let causes = errors.map { Status.Cause(reason: $0.type.rawValue, message: $0.body, field: $0.field) }
         return APIError(code: 422, reason: "Invalid", message: message,
-                        details: Status.Details(name: name, group: group.isEmpty ? nil : group, kind: kind, causes: causes))
+                        details: Status.Details(name: name.isEmpty ? nil : name, group: group.isEmpty ? nil : group, kind: kind, causes: causes))
     }
 
     /// `NewBadRequest`.

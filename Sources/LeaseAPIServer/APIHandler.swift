@@ -13,15 +13,18 @@ final class APIHandler: Sendable {
     let store: Store
     let tokens: Set<String>
     let logger: Logger
+    /// The kube-apiserver generation answered as.
+    let generation: LeaseAPIServer.Generation
     let watches = WatchCounter()
     /// Requests served, by `METHOD` (`GET`, `PUT`, …; `WATCH` for watch requests).
     let requestCounts = Mutex<[String: Int]>([:])
     /// The same, per namespace named in the path (`…/namespaces/<ns>/…`).
     let namespaceRequestCounts = Mutex<[String: [String: Int]]>([:])
 
-    init(store: Store, tokens: Set<String>, logger: Logger) {
+    init(store: Store, tokens: Set<String>, generation: LeaseAPIServer.Generation, logger: Logger) {
         self.store = store
         self.tokens = tokens
+        self.generation = generation
         self.logger = logger
     }
 
@@ -53,8 +56,10 @@ final class APIHandler: Sendable {
         return .json(HTTPResponseStatus(statusCode: error.code), body)
     }
 
-    static func objectResponse<T: Encodable>(_ status: HTTPResponseStatus, _ object: T) throws -> HTTPResponse {
-        .json(status, Array(try ServerJSON.encode(object)))
+    static func objectResponse<T: Encodable>(_ status: HTTPResponseStatus, _ object: T, warnings: [String] = []) throws -> HTTPResponse {
+        var response = HTTPResponse.json(status, Array(try ServerJSON.encode(object)))
+        for warning in warnings { response.headers.add(name: "Warning", value: warning) }
+        return response
     }
 
     // MARK: - Authentication
@@ -198,10 +203,19 @@ final class APIHandler: Sendable {
 
     // MARK: - Reading request bodies
 
-    /// Decodes a request body as kube's create and update handlers do, with their error messages.
-    func decodeBody<T: APIObject>(_ type: T.Type, _ body: ByteBuffer) throws -> T {
+    /// A decoded request body and the `Warning` headers its decoding produced.
+    struct DecodedBody<T: APIObject> {
+        var object: T
+        /// `299 - "unknown field \"spec.foo\""`, one per unknown or duplicated field, in body order.
+        var warnings: [String]
+    }
+
+    /// Decodes a request body as kube's create and update handlers do, with their error messages, applying
+    /// the request's `fieldValidation` (`options`: `CreateOptions` or `UpdateOptions`, for its error).
+    func decodeBody<T: APIObject>(_ type: T.Type, _ request: HTTPRequest, options: String) throws -> DecodedBody<T> {
+        let validation = try FieldValidation.parse(request.query["fieldValidation"], options: options)
         let info = T.info
-        let data = Data(body.readableBytesView)
+        let data = Data(request.body.readableBytesView)
         let json: JSONValue
         do {
             json = try KubernetesJSON.decode(JSONValue.self, from: data)
@@ -225,11 +239,22 @@ final class APIHandler: Sendable {
             throw APIError.badRequest(
                 "\(kind) in version \(goQuote(version)) cannot be handled as a \(info.kind): no kind \(goQuote(kind)) is registered for version \(goQuote(apiVersion.isEmpty ? info.apiVersion : apiVersion))")
         }
+        var object: T
         do {
-            return try KubernetesJSON.decode(T.self, from: data)
+            object = try KubernetesJSON.decode(T.self, from: data)
         } catch {
             throw APIError.badRequest("\(info.kind) in version \(goQuote(version)) cannot be handled as a \(info.kind): \(describeDecodingError(error))")
         }
+        object.dropUnknownFields(generation)
+        guard validation != .ignore else { return DecodedBody(object: object, warnings: []) }
+        let problems = FieldScanner.problems(in: Array(data), schema: T.schema(generation))
+        guard !problems.isEmpty else { return DecodedBody(object: object, warnings: []) }
+        if validation == .strict {
+            throw APIError.badRequest(
+                "\(info.kind) in version \(goQuote(version)) cannot be handled as a \(info.kind): strict decoding error: "
+                    + problems.map(\.message).joined(separator: ", "))
+        }
+        return DecodedBody(object: object, warnings: problems.map { "299 - " + goQuote($0.message) })
     }
 
     private func jsonTypeName(_ value: JSONValue) -> String {
@@ -313,7 +338,8 @@ final class APIHandler: Sendable {
     }
 
     private func create<T: APIObject>(_ type: T.Type, namespace: String?, _ request: HTTPRequest) async throws -> HTTPResponse {
-        var object = try decodeBody(T.self, request.body)
+        let decoded = try decodeBody(T.self, request, options: "CreateOptions")
+        var object = decoded.object
         try ensureNamespace(&object.metadata, namespace)
         let generated = (object.metadata.name ?? "").isEmpty && !(object.metadata.additionalFields["generateName"]?.stringValue ?? "").isEmpty
         var attempts = 0
@@ -332,7 +358,7 @@ final class APIHandler: Sendable {
             let key = store.key(T.self, namespace: candidate.metadata.namespace, name: name)
             if let revision = try await store.createIfAbsent(key, try store.encodeForStorage(candidate)) {
                 candidate.metadata.resourceVersion = String(revision)
-                return try Self.objectResponse(.created, candidate.withTypeMeta)
+                return try Self.objectResponse(.created, candidate.withTypeMeta, warnings: decoded.warnings)
             }
             attempts += 1
             guard generated, attempts < 8 else { throw APIError.alreadyExists(T.info, name) }
@@ -340,7 +366,8 @@ final class APIHandler: Sendable {
     }
 
     private func replace<T: APIObject>(_ type: T.Type, namespace: String?, name: String, _ request: HTTPRequest) async throws -> HTTPResponse {
-        var object = try decodeBody(T.self, request.body)
+        let decoded = try decodeBody(T.self, request, options: "UpdateOptions")
+        var object = decoded.object
         try ensureNamespace(&object.metadata, namespace)
         // `checkName`.
         let bodyName = object.metadata.name ?? ""
@@ -369,7 +396,7 @@ final class APIHandler: Sendable {
                 guard errors.isEmpty else { throw APIError.invalid(kind: T.info.kind, group: T.info.group, name: name, errors) }
                 if let revision = try await store.createIfAbsent(key, try store.encodeForStorage(candidate)) {
                     candidate.metadata.resourceVersion = String(revision)
-                    return try Self.objectResponse(.created, candidate.withTypeMeta)
+                    return try Self.objectResponse(.created, candidate.withTypeMeta, warnings: decoded.warnings)
                 }
                 continue   // created meanwhile: update it (which checks the resourceVersion)
             }
@@ -404,7 +431,7 @@ final class APIHandler: Sendable {
                 throw APIError.conflict(T.info, name)
             }
             candidate.metadata.resourceVersion = String(revision)
-            return try Self.objectResponse(.ok, candidate.withTypeMeta)
+            return try Self.objectResponse(.ok, candidate.withTypeMeta, warnings: decoded.warnings)
         }
     }
 

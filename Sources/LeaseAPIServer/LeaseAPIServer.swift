@@ -66,9 +66,12 @@ import Synchronization
 ///   transaction; the response is the namespace in phase `Terminating` (as kube answers), but it is gone at
 ///   once instead of after the namespace controller's finalization.
 /// - **No `managedFields`**: server-side apply is not implemented; `managedFields` sent by a client are
-///   stored verbatim. PATCH (any patch type), DELETE of collections, `dryRun`, `fieldManager`,
-///   `fieldValidation` (unknown fields are dropped silently, as with `Ignore`), Protobuf and Table output
-///   are not supported (PATCH answers 405).
+///   stored verbatim. PATCH (any patch type), DELETE of collections, `dryRun`, `fieldManager`, Protobuf
+///   and Table output are not supported (PATCH answers 405).
+/// - `fieldValidation` is honoured as kube does (Warn by default: one `Warning: 299` header per unknown or
+///   duplicated field, in body order; `Strict`: 400; `Ignore`: silent; anything else: 422). Under
+///   ``Generation/v1_26`` `spec.preferredHolder` and `spec.strategy` are such unknown fields, dropped and
+///   never stored; under ``Generation/v1_31CoordinatedLeaderElection`` they are stored and validated.
 /// - **Authentication** is a static set of bearer tokens and no authorization: any valid token may do
 ///   everything. Without tokens configured, authentication is off. A request without a token may read
 ///   `/healthz`, `/livez`, `/readyz` and `/version` (as kube's `system:public-info-viewer` allows) and gets
@@ -211,7 +214,8 @@ public final class LeaseAPIServer: Sendable {
         var prefix = configuration.etcdPrefix
         while prefix.hasSuffix("/") { prefix.removeLast() }
         let api = APIHandler(
-            store: Store(etcd: etcd, prefix: prefix), tokens: configuration.bearerTokens, logger: logger)
+            store: Store(etcd: etcd, prefix: prefix), tokens: configuration.bearerTokens,
+            generation: configuration.generation, logger: logger)
         let connections = ConnectionRegistry()
 
         let serverChannel: NIOAsyncChannel<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, Never>

@@ -48,10 +48,15 @@ protocol APIObject: Codable, Sendable, Hashable {
     func validateSpec() -> [FieldError]
     /// An object with only a name, for a deleted key whose last state cannot be read.
     static func placeholder(namespace: String?, name: String) -> Self
+    /// The fields the type knows in `generation`, for `fieldValidation`.
+    static func schema(_ generation: LeaseAPIServer.Generation) -> FieldSchema
+    /// Clears the fields that `generation` does not know (decoded by the shared model, never stored).
+    mutating func dropUnknownFields(_ generation: LeaseAPIServer.Generation)
 }
 
 extension APIObject {
     mutating func prepareForCreate() {}
+    mutating func dropUnknownFields(_ generation: LeaseAPIServer.Generation) {}
 
     /// The object with its `apiVersion` and `kind` set (single objects and watch events carry them).
     var withTypeMeta: Self {
@@ -107,6 +112,15 @@ extension Lease: APIObject {
         case "metadata.namespace": metadata.namespace ?? ""
         default: ""
         }
+    }
+
+    static func schema(_ generation: LeaseAPIServer.Generation) -> FieldSchema { .lease(generation) }
+
+    /// In 1.26 `spec.strategy` and `spec.preferredHolder` do not exist: dropped, never stored.
+    mutating func dropUnknownFields(_ generation: LeaseAPIServer.Generation) {
+        guard generation == .v1_26, spec != nil else { return }
+        spec?.strategy = nil
+        spec?.preferredHolder = nil
     }
 
     /// `ValidateLeaseSpec`.
@@ -173,6 +187,8 @@ extension CoreEvent: APIObject {
         }
     }
 
+    static func schema(_ generation: LeaseAPIServer.Generation) -> FieldSchema { .coreEvent }
+
     /// The namespace rule of `legacyValidateEvent` for events without `eventTime` (the others need fields
     /// ``CoreEvent`` does not model, so they are not checked).
     func validateSpec() -> [FieldError] {
@@ -236,6 +252,8 @@ struct NamespaceObject: APIObject {
     }
 
     func validateSpec() -> [FieldError] { [] }
+
+    static func schema(_ generation: LeaseAPIServer.Generation) -> FieldSchema { .namespace }
 
     static func placeholder(namespace: String?, name: String) -> NamespaceObject {
         NamespaceObject(apiVersion: nil, kind: nil, metadata: ObjectMeta(name: name))

@@ -70,6 +70,42 @@ struct LeaseAPIServerCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("trace, debug, info, notice, warning, error or critical (standard error).", valueName: "level"))
     var logLevel = "info"
 
+    @Option(help: ArgumentHelp(
+        "The Kubernetes version to answer as: 1.26 to 1.30 answer alike (spec.preferredHolder and spec.strategy are "
+            + "unknown fields); 1.31 or later allows --feature-gates CoordinatedLeaderElection=true.",
+        valueName: "major.minor"))
+    var emulatedVersion = "1.26"
+
+    @Option(help: ArgumentHelp(
+        "Feature gates, comma-separated key=true|false. Only CoordinatedLeaderElection (needs --emulated-version 1.31 "
+            + "or later) is known: when true, spec.preferredHolder and spec.strategy are stored and returned.",
+        valueName: "key=value,..."))
+    var featureGates = ""
+
+    /// The generation `--emulated-version` and `--feature-gates` select.
+    func generation() throws -> LeaseAPIServer.Generation {
+        let parts = emulatedVersion.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 2, parts[0] == "1", let minor = Int(parts[1]), minor >= 26 else {
+            throw ValidationError("--emulated-version must be 1.26 or later, as major.minor (got \(emulatedVersion))")
+        }
+        var coordinated = false
+        for entry in featureGates.split(separator: ",") {
+            let pair = entry.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard pair.count == 2, let value = Bool(pair[1].lowercased()) else {
+                throw ValidationError("--feature-gates: \(entry) is not key=true or key=false")
+            }
+            guard pair[0] == "CoordinatedLeaderElection" else {
+                throw ValidationError("--feature-gates: unrecognized feature gate: \(pair[0])")
+            }
+            guard minor >= 31 else {
+                throw ValidationError(
+                    "--feature-gates: CoordinatedLeaderElection does not exist in \(emulatedVersion); pass --emulated-version 1.31")
+            }
+            coordinated = value
+        }
+        return coordinated ? .v1_31CoordinatedLeaderElection : .v1_26
+    }
+
     func validate() throws {
         if (tlsCertFile == nil) != (tlsPrivateKeyFile == nil) {
             throw ValidationError("--tls-cert-file and --tls-private-key-file go together")
@@ -82,6 +118,7 @@ struct LeaseAPIServerCommand: AsyncParsableCommand {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
         }
         if tokens.contains(where: \.isEmpty) { throw ValidationError("--token must not be empty") }
+        _ = try generation()
     }
 
     func run() async throws {
@@ -110,7 +147,8 @@ struct LeaseAPIServerCommand: AsyncParsableCommand {
                 tls = .init(certificateChainFile: tlsCertFile, privateKeyFile: tlsPrivateKeyFile)
             }
             let configuration = LeaseAPIServer.Configuration(
-                host: bindAddress, port: port, tls: tls, bearerTokens: tokens, etcdPrefix: etcdPrefix)
+                host: bindAddress, port: port, tls: tls, bearerTokens: tokens, etcdPrefix: etcdPrefix,
+                generation: try generation())
             do {
                 server = try await LeaseAPIServer.start(configuration: configuration, etcd: etcd, logger: logger)
             } catch {

@@ -155,8 +155,31 @@ import Testing
         }
     }
 
-    @Test func validationOfOneFieldHasNoBrackets() async throws {
+    @Test func gatedFieldsAreUnknownFieldsIn126() async throws {
         try await ServerFixture.with { fixture in
+            let namespace = uniqueNamespace()
+            let body = leaseJSON("x", extraSpec: #""preferredHolder":"b","strategy":"OldestEmulationVersion""#)
+            let created = try await fixture.request("POST", leasesPath(namespace), body: body)
+            #expect(created.status == 201, "\(created)")
+            #expect(created.warnings == [#"299 - "unknown field \"spec.preferredHolder\"""#, #"299 - "unknown field \"spec.strategy\"""#])
+            let stored = try await fixture.get(leasesPath(namespace) + "/x").decode(Lease.self)
+            #expect(stored.spec?.preferredHolder == nil)
+            #expect(stored.spec?.strategy == nil)
+
+            let strict = try await fixture.request("POST", leasesPath(namespace) + "?fieldValidation=Strict", body: leaseJSON("y", extraSpec: #""preferredHolder":"b""#))
+            #expect(strict.status == 400)
+            #expect(try strict.decode(Status.self).message
+                == #"Lease in version "v1" cannot be handled as a Lease: strict decoding error: unknown field "spec.preferredHolder""#)
+            let ignored = try await fixture.request("POST", leasesPath(namespace) + "?fieldValidation=Ignore", body: leaseJSON("z", extraSpec: #""preferredHolder":"b""#))
+            #expect(ignored.status == 201)
+            #expect(ignored.warnings.isEmpty)
+            let bogus = try await fixture.request("POST", leasesPath(namespace) + "?fieldValidation=strict", body: leaseJSON("w"))
+            #expect(bogus.status == 422)
+        }
+    }
+
+    @Test func validationOfOneFieldHasNoBrackets() async throws {
+        try await ServerFixture.with(generation: .v1_31CoordinatedLeaderElection) { fixture in
             let namespace = uniqueNamespace()
             let preferred = try await fixture.request("POST", leasesPath(namespace), body: leaseJSON("x", extraSpec: #""preferredHolder":"b""#))
             #expect(preferred.status == 422)
@@ -179,7 +202,7 @@ import Testing
             let noName = try await fixture.request("POST", leasesPath(namespace), body: #"{"apiVersion":"coordination.k8s.io/v1","kind":"Lease","metadata":{}}"#)
             #expect(try noName.decode(Status.self) == failure(
                 422, "Invalid", #"Lease.coordination.k8s.io "" is invalid: metadata.name: Required value: name or generateName is required"#,
-                .init(name: "", group: group, kind: "Lease", causes: [
+                .init(group: group, kind: "Lease", causes: [
                     .init(reason: "FieldValueRequired", message: "Required value: name or generateName is required", field: "metadata.name"),
                 ])))
         }

@@ -34,18 +34,22 @@ final class ServerFixture: Sendable {
 
     /// Runs `body` with a fixture on the shared etcd (or on a fresh etcd of its own, for tests that compact,
     /// kill or restart it), and tears everything down afterwards.
-    static func with<T>(ownEtcd: Bool = false, _ body: (ServerFixture) async throws -> T) async throws -> T {
+    static func with<T>(
+        ownEtcd: Bool = false, generation: LeaseAPIServer.Generation = .v1_26, _ body: (ServerFixture) async throws -> T
+    ) async throws -> T {
         if ownEtcd {
             return try await EtcdServer.withServer(name: "lease-apiserver-tests") { etcdServer in
-                try await with(etcdServer, body)
+                try await with(etcdServer, generation, body)
             }
         }
         return try await SharedEtcdServer.withServer { etcdServer in
-            try await with(etcdServer, body)
+            try await with(etcdServer, generation, body)
         }
     }
 
-    private static func with<T>(_ etcdServer: EtcdServer, _ body: (ServerFixture) async throws -> T) async throws -> T {
+    private static func with<T>(
+        _ etcdServer: EtcdServer, _ generation: LeaseAPIServer.Generation, _ body: (ServerFixture) async throws -> T
+    ) async throws -> T {
         let tls = try await EtcdTLS.shared()
         let etcd = try EtcdClient(configuration: .init(endpoints: [etcdServer.endpoint], requestTimeout: .seconds(5)))
         let prefix = "/test-\(UUID().uuidString.lowercased())/registry"
@@ -54,7 +58,7 @@ final class ServerFixture: Sendable {
             server = try await LeaseAPIServer.start(
                 configuration: .init(
                     tls: .init(certificateChainFile: tls.serverCertFile, privateKeyFile: tls.serverKeyFile),
-                    bearerTokens: [token], etcdPrefix: prefix),
+                    bearerTokens: [token], etcdPrefix: prefix, generation: generation),
                 etcd: etcd)
         } catch {
             etcd.close()
@@ -127,7 +131,7 @@ func send(_ http: HTTPClient, _ method: String, _ url: String, body: String? = n
     let bytes = try await response.body.collect(upTo: 16 << 20)
     return TestResponse(
         status: Int(response.status.code), contentType: response.headers.first(name: "Content-Type") ?? "",
-        body: Data(buffer: bytes))
+        body: Data(buffer: bytes), warnings: response.headers["Warning"])
 }
 
 /// A complete response.
@@ -135,6 +139,8 @@ struct TestResponse: Sendable, CustomStringConvertible {
     var status: Int
     var contentType: String
     var body: Data
+    /// The `Warning` headers, in order.
+    var warnings: [String] = []
 
     var text: String { String(decoding: body, as: UTF8.self) }
 
