@@ -228,6 +228,7 @@ let package = Package(
             name: "KubernetesTests",
             dependencies: [
                 "Kubernetes",
+                "KubernetesLock",
                 "KubernetesTesting",
                 "EtcdTesting",
                 "LeaderElection",
@@ -240,7 +241,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KubernetesLockTests",
-            dependencies: ["KubernetesLock", "Kubernetes", "KubernetesTesting", "EtcdTesting", "LeaderElection", "LockConformance"],
+            dependencies: ["KubernetesLock", "Kubernetes", "KubernetesTesting", "LeaseAPIServer", "EtcdTesting", "LeaderElection", "LockConformance"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

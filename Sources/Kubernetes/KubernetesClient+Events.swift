@@ -53,6 +53,19 @@ extension KubernetesClient {
         return try await createEvent(event, namespace: event.metadata.namespace ?? configuration.namespace)
     }
 
+    /// Queues the Event ``recordLeaderElectionEvent(lease:message:component:instance:)`` creates on ``events``,
+    /// the background sender, and returns at once: a slow or hung events endpoint never delays the caller.
+    ///
+    /// - Returns: `false` when the Event was dropped (the queue is full, or the client is shut down).
+    @discardableResult
+    public func enqueueLeaderElectionEvent(lease: Lease, message: String, component: String, instance: String) -> Bool {
+        let event = Self.leaderElectionEvent(
+            lease: lease, message: message, component: component, instance: instance,
+            defaultNamespace: configuration.namespace, now: MicroTime.now()
+        )
+        return events.record(event, namespace: event.metadata.namespace ?? configuration.namespace)
+    }
+
     /// The event ``recordLeaderElectionEvent(lease:message:component:instance:)`` creates.
     static func leaderElectionEvent(
         lease: Lease, message: String, component: String, instance: String, defaultNamespace: String, now: MicroTime

@@ -21,8 +21,14 @@ extension KubernetesClient {
     /// - Throws: ``KubernetesError``; ``KubernetesError/Code/alreadyExists`` when a Lease of that name exists,
     ///   ``KubernetesError/Code/invalid`` when validation fails.
     public func createLease(_ lease: Lease, namespace: String) async throws -> Lease {
+        try await createLeaseReportingWarnings(lease, namespace: namespace).object
+    }
+
+    /// ``createLease(_:namespace:)``, also returning the response's `Warning` headers: a server that does not
+    /// know a field (such as `spec.preferredHolder` before Kubernetes 1.31) drops it and says so there.
+    public func createLeaseReportingWarnings(_ lease: Lease, namespace: String) async throws -> KubernetesResponse<Lease> {
         let body = try Self.encodeBody(Self.withTypeMeta(lease))
-        return try await send(.POST, Self.leasesPath(namespace: namespace), body: body, as: Lease.self)
+        return try await sendReportingWarnings(.POST, Self.leasesPath(namespace: namespace), body: body, as: Lease.self)
     }
 
     /// Replaces a Lease (`PUT` to its `metadata.name`), guarded by its `metadata.resourceVersion`.
@@ -40,8 +46,17 @@ extension KubernetesClient {
         guard let name = lease.metadata.name, !name.isEmpty else {
             throw KubernetesError(code: .invalid, message: "replaceLease: metadata.name is required")
         }
+        return try await replaceLeaseReportingWarnings(lease, namespace: namespace).object
+    }
+
+    /// ``replaceLease(_:namespace:)``, also returning the response's `Warning` headers: a server that does not
+    /// know a field (such as `spec.preferredHolder` before Kubernetes 1.31) drops it and says so there.
+    public func replaceLeaseReportingWarnings(_ lease: Lease, namespace: String) async throws -> KubernetesResponse<Lease> {
+        guard let name = lease.metadata.name, !name.isEmpty else {
+            throw KubernetesError(code: .invalid, message: "replaceLease: metadata.name is required")
+        }
         let body = try Self.encodeBody(Self.withTypeMeta(lease))
-        return try await send(.PUT, Self.leasesPath(namespace: namespace, name: name), body: body, as: Lease.self)
+        return try await sendReportingWarnings(.PUT, Self.leasesPath(namespace: namespace, name: name), body: body, as: Lease.self)
     }
 
     /// Deletes a Lease.

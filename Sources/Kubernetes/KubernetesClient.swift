@@ -36,6 +36,10 @@ public final class KubernetesClient: Sendable {
     private let baseURL: String
     private let authorization: Authorization
     private let shutDown = Mutex(false)
+    private let eventRecorder = Mutex<KubernetesEventRecorder?>(nil)
+
+    /// How many Events ``events`` queues before dropping new ones (client-go's recorder keeps 1000).
+    public static let eventQueueCapacity = 1000
 
     /// The largest response body read for a unary request (a cluster-wide list of node leases in a large
     /// cluster is a few MiB).
@@ -92,8 +96,25 @@ public final class KubernetesClient: Sendable {
         )
     }
 
-    /// Closes the client's connections. In-flight requests fail. Call it exactly once.
+    /// The background sender of this client's Events (created on first use): see ``KubernetesEventRecorder``.
+    public var events: KubernetesEventRecorder {
+        eventRecorder.withLock { recorder in
+            if let recorder { return recorder }
+            let created = KubernetesEventRecorder(capacity: Self.eventQueueCapacity, logger: logger) { [weak self] event, namespace in
+                guard let self else { throw KubernetesError.unavailable("the client has been released", connection: .clientShutDown) }
+                try await self.createEvent(event, namespace: namespace)
+            }
+            recorder = created
+            return created
+        }
+    }
+
+    /// Closes the client's connections. In-flight requests fail. Events still queued in ``events`` get up to
+    /// one ``KubernetesConfiguration/requestTimeout`` to be sent first; the rest are dropped. Call it exactly once.
     public func shutdown() async throws {
+        if let recorder = eventRecorder.withLock({ $0 }) {
+            await recorder.shutdown(grace: configuration.requestTimeout)
+        }
         shutDown.withLock { $0 = true }
         try await httpClient.shutdown()
     }
@@ -250,10 +271,17 @@ public final class KubernetesClient: Sendable {
             let request = try await makeRequest(method, path, query: query, body: body)
             let client = httpClient
             let requestLogger = logger
-            let response = try await Self.withDeadline(timeout, context) {
-                let response = try await client.execute(request, deadline: .now() + TimeAmount(timeout), logger: requestLogger)
-                let body = try await response.body.collect(upTo: Self.maximumResponseBytes)
-                return RawResponse(status: Int(response.status.code), headers: response.headers, body: Array(buffer: body))
+            let headReceived = Flag()
+            let response: RawResponse
+            do {
+                response = try await Self.withDeadline(timeout, context) {
+                    let response = try await client.execute(request, deadline: .now() + TimeAmount(timeout), logger: requestLogger)
+                    headReceived.set()
+                    let body = try await response.body.collect(upTo: Self.maximumResponseBytes)
+                    return RawResponse(status: Int(response.status.code), headers: response.headers, body: Array(buffer: body))
+                }
+            } catch {
+                throw mapTransportError(error, context: context, responseStarted: headReceived.isSet)
             }
             logger[metadataKey: "k8s.status"] = "\(response.status)"
             logger.debug("Kubernetes request", metadata: ["k8s.duration": "\(ContinuousClock.now - started)"])
@@ -272,6 +300,15 @@ public final class KubernetesClient: Sendable {
     ) async throws -> Response {
         let response = try await perform(method, path, query: query, body: body)
         return try Self.decode(response, as: Response.self, context: "\(method.rawValue) \(path)")
+    }
+
+    /// ``send(_:_:query:body:as:)`` with the response's `Warning` headers.
+    func sendReportingWarnings<Response: Decodable & Sendable>(
+        _ method: HTTPMethod, _ path: String, query: [(String, String)] = [], body: [UInt8]? = nil, as type: Response.Type
+    ) async throws -> KubernetesResponse<Response> {
+        let response = try await perform(method, path, query: query, body: body)
+        let object = try Self.decode(response, as: Response.self, context: "\(method.rawValue) \(path)")
+        return KubernetesResponse(object: object, warnings: APIWarning.parse(headerValues: response.headers["Warning"]))
     }
 
     /// A 2xx body decoded as `Response`; any other status thrown as the ``KubernetesError`` its body describes.
@@ -332,7 +369,7 @@ public final class KubernetesClient: Sendable {
                     try await response.body.collect(upTo: 1024 * 1024)
                 }
             } catch {
-                throw mapTransportError(error, context: context)
+                throw mapTransportError(error, context: context, responseStarted: true)
             }
             let raw = RawResponse(status: Int(response.status.code), headers: response.headers, body: Array(buffer: body))
             logger.debug("Kubernetes watch refused")
@@ -348,7 +385,7 @@ public final class KubernetesClient: Sendable {
                 }
             }
         } catch {
-            throw mapTransportError(error, context: context)
+            throw mapTransportError(error, context: context, responseStarted: true)
         }
         if let rest = splitter.finish() {
             try await onLine(rest)
@@ -359,34 +396,48 @@ public final class KubernetesClient: Sendable {
     // MARK: - Errors
 
     /// Maps AsyncHTTPClient, NIO and TLS errors to ``KubernetesError``; keeps `KubernetesError` and
-    /// cancellation as they are.
-    func mapTransportError(_ error: any Error, context: String) -> any Error {
+    /// cancellation as they are. `responseStarted` says whether the response head had arrived, which decides
+    /// whether a closed connection means "nothing answered" (``KubernetesError/ConnectionFailure/unreachable``)
+    /// or "the answer broke off" (``KubernetesError/ConnectionFailure/incompleteResponse``).
+    func mapTransportError(_ error: any Error, context: String, responseStarted: Bool = false) -> any Error {
         if error is KubernetesError || error is CancellationError { return error }
+        let server = configuration.server
         if let error = error as? HTTPClientError {
             switch error {
             case .deadlineExceeded, .readTimeout, .writeTimeout, .getConnectionFromPoolTimeout:
-                return KubernetesError.timeout("\(context): no response within \(configuration.requestTimeout)")
+                return KubernetesError.timeout("\(context): no response within \(configuration.requestTimeout)", connection: .noResponseInTime)
             case .cancelled, .requestStreamCancelled:
                 if Task.isCancelled { return CancellationError() }
-                return KubernetesError.unavailable("\(context): the request was cancelled")
-            case .connectTimeout, .tlsHandshakeTimeout:
-                return KubernetesError.unavailable("\(context): could not connect to \(configuration.server) within \(configuration.requestTimeout) (\(error))")
+                return KubernetesError.unavailable("\(context): the request was cancelled", connection: .incompleteResponse)
+            case .connectTimeout:
+                return KubernetesError.unavailable(
+                    "\(context): could not connect to \(server) within \(configuration.requestTimeout) (\(error))", connection: .unreachable)
+            case .tlsHandshakeTimeout:
+                return KubernetesError.unavailable(
+                    "\(context): TLS failure with \(server): no TLS handshake within \(configuration.requestTimeout)", connection: .tlsHandshake)
             case .remoteConnectionClosed:
-                return KubernetesError.unavailable("\(context): the server closed the connection before the response was complete")
+                if responseStarted {
+                    return KubernetesError.unavailable(
+                        "\(context): the server closed the connection before the response was complete", connection: .incompleteResponse)
+                }
+                return KubernetesError.unavailable(
+                    "\(context): cannot reach \(server): the connection was closed before any response", connection: .unreachable)
             case .bodyLengthMismatch:
-                return KubernetesError.unavailable("\(context): the connection ended before the whole response body arrived")
+                return KubernetesError.unavailable(
+                    "\(context): the connection ended before the whole response body arrived", connection: .incompleteResponse)
             case .alreadyShutdown:
-                return KubernetesError.unavailable("\(context): the client has been shut down")
+                return KubernetesError.unavailable("\(context): the client has been shut down", connection: .clientShutDown)
             default:
-                return KubernetesError.unavailable("\(context): \(error)")
+                return KubernetesError.unavailable("\(context): \(error)", connection: responseStarted ? .incompleteResponse : .unreachable)
             }
         }
         if error is NIOSSLError || error is BoringSSLError {
-            return KubernetesError.unavailable("\(context): TLS failure with \(configuration.server): \(error)")
+            return KubernetesError.unavailable("\(context): TLS failure with \(server): \(error)", connection: .tlsHandshake)
         }
         if let error = error as? HTTPParserError {
             if case .invalidEOFState = error {
-                return KubernetesError.unavailable("\(context): the server closed the connection before the response was complete")
+                return KubernetesError.unavailable(
+                    "\(context): the server closed the connection before the response was complete", connection: .incompleteResponse)
             }
             return KubernetesError.invalidResponse("\(context): the server's reply is not valid HTTP: \(error)")
         }
@@ -394,24 +445,65 @@ public final class KubernetesClient: Sendable {
             return KubernetesError.invalidResponse("\(context): the response exceeds \(Self.maximumResponseBytes) bytes")
         }
         if Task.isCancelled { return CancellationError() }
-        return KubernetesError.unavailable("\(context): cannot reach \(configuration.server): \(error)")
+        if responseStarted {
+            return KubernetesError.unavailable(
+                "\(context): the connection failed before the whole response arrived: \(error)", connection: .incompleteResponse)
+        }
+        return KubernetesError.unavailable("\(context): cannot reach \(server): \(error)", connection: .unreachable)
     }
 
     /// Runs `operation`, throwing ``KubernetesError/Code/timeout`` (and cancelling it) when it takes longer
     /// than `timeout`.
+    ///
+    /// When the deadline passes, the operation is cancelled and its own outcome awaited: an operation that had
+    /// already finished (a response, or a failure such as a closed connection, decided on the network thread
+    /// before the deadline) reports that outcome, not a timeout, so the result does not depend on which of
+    /// two ready tasks a busy machine happens to run first. Only an operation that was still waiting reports
+    /// the timeout.
     static func withDeadline<T: Sendable>(
         _ timeout: Duration, _ context: String, _ operation: @escaping @Sendable () async throws -> T
     ) async throws -> T {
-        try await withThrowingTaskGroup(of: T.self) { group in
-            group.addTask { try await operation() }
+        let timedOut = KubernetesError.timeout("\(context): no complete response within \(timeout)", connection: .noResponseInTime)
+        return try await withThrowingTaskGroup(of: DeadlineRace<T>.self) { group in
+            group.addTask { .finished(try await operation()) }
             group.addTask {
                 try await Task.sleep(for: timeout)
-                throw KubernetesError.timeout("\(context): no complete response within \(timeout)")
+                return .deadline
             }
             defer { group.cancelAll() }
-            guard let result = try await group.next() else { throw CancellationError() }
-            return result
+            guard let first = try await group.next() else { throw CancellationError() }
+            switch first {
+            case .finished(let value):
+                return value
+            case .deadline:
+                group.cancelAll()
+                do {
+                    guard case .finished(let value)? = try await group.next() else { throw timedOut }
+                    return value
+                } catch let error as KubernetesError {
+                    throw error
+                } catch is CancellationError {
+                    if Task.isCancelled { throw CancellationError() }
+                    throw timedOut
+                } catch let error as HTTPClientError where error == .cancelled || error == .deadlineExceeded {
+                    throw timedOut   // cancelled by the deadline: it was still waiting
+                } catch {
+                    throw error   // it had already failed on its own (a closed connection, …): report that
+                }
+            }
         }
+    }
+
+    /// A flag set once, readable from any task.
+    private final class Flag: Sendable {
+        private let value = Mutex(false)
+        func set() { value.withLock { $0 = true } }
+        var isSet: Bool { value.withLock { $0 } }
+    }
+
+    private enum DeadlineRace<T: Sendable>: Sendable {
+        case finished(T)
+        case deadline
     }
 
     /// A one-line description of a `DecodingError`, with the coding path.

@@ -68,10 +68,32 @@ public struct KubernetesError: Error, Hashable, Sendable, CustomStringConvertibl
     public var httpStatus: Int?
     /// How long the server asked the client to wait (`Retry-After` header or `details.retryAfterSeconds`).
     public var retryAfter: Duration?
+    /// For a transport failure (``Code/unavailable``, and ``Code/timeout`` when no response arrived): how far
+    /// the exchange got. `nil` when the server answered with a status (see ``httpStatus``).
+    public var connection: ConnectionFailure?
     /// Where the error was created.
     public var file: String
     /// Where the error was created.
     public var line: Int
+
+    /// How far a request got before its connection failed: whether anything answered at all.
+    public enum ConnectionFailure: String, Hashable, Sendable, CustomStringConvertible {
+        /// Nothing answered: the connection was refused, reset or closed before any byte of a response, the
+        /// host name did not resolve, or the connection could not be made in time.
+        case unreachable
+        /// The TCP connection was made but the TLS handshake failed (untrusted or mismatched certificate,
+        /// no common protocol, a plain-HTTP server on an https URL).
+        case tlsHandshake
+        /// The server started answering, then the connection ended (or the reply stopped being HTTP) before
+        /// the whole response arrived.
+        case incompleteResponse
+        /// The connection was up and the request sent, but no complete response arrived in time.
+        case noResponseInTime
+        /// This client was shut down.
+        case clientShutDown
+
+        public var description: String { rawValue }
+    }
 
     /// Creates an error. Prefer ``init(status:httpStatus:retryAfter:file:line:)`` for server errors and the
     /// static factories for client-side ones.
@@ -117,13 +139,17 @@ public struct KubernetesError: Error, Hashable, Sendable, CustomStringConvertibl
     /// For ``Code/invalid``: the invalid fields (`Status.details.causes`); empty otherwise.
     public var causes: [Status.Cause] { status?.details?.causes ?? [] }
 
+    /// Whether the API server answered the request with an HTTP status (the error is what it said), as
+    /// opposed to a failure to reach it or to read its reply.
+    public var serverAnswered: Bool { httpStatus != nil }
+
     public var description: String {
         "KubernetesError(\(code)\(httpStatus.map { ", HTTP \($0)" } ?? "")): \(message)"
     }
 
     public static func == (lhs: Self, rhs: Self) -> Bool {
         lhs.code == rhs.code && lhs.message == rhs.message && lhs.status == rhs.status
-            && lhs.httpStatus == rhs.httpStatus && lhs.retryAfter == rhs.retryAfter
+            && lhs.httpStatus == rhs.httpStatus && lhs.retryAfter == rhs.retryAfter && lhs.connection == rhs.connection
     }
 
     public func hash(into hasher: inout Hasher) {
@@ -132,6 +158,7 @@ public struct KubernetesError: Error, Hashable, Sendable, CustomStringConvertibl
         hasher.combine(status)
         hasher.combine(httpStatus)
         hasher.combine(retryAfter)
+        hasher.combine(connection)
     }
 
     /// See ``Code/invalidConfiguration``.
@@ -139,12 +166,16 @@ public struct KubernetesError: Error, Hashable, Sendable, CustomStringConvertibl
         .init(code: .invalidConfiguration, message: message, file: file, line: line)
     }
     /// See ``Code/timeout``.
-    public static func timeout(_ message: String, file: String = #fileID, line: Int = #line) -> Self {
-        .init(code: .timeout, message: message, file: file, line: line)
+    public static func timeout(_ message: String, connection: ConnectionFailure? = nil, file: String = #fileID, line: Int = #line) -> Self {
+        var error = Self(code: .timeout, message: message, file: file, line: line)
+        error.connection = connection
+        return error
     }
-    /// See ``Code/unavailable``.
-    public static func unavailable(_ message: String, file: String = #fileID, line: Int = #line) -> Self {
-        .init(code: .unavailable, message: message, file: file, line: line)
+    /// See ``Code/unavailable``; `connection` says how far the exchange got.
+    public static func unavailable(_ message: String, connection: ConnectionFailure? = nil, file: String = #fileID, line: Int = #line) -> Self {
+        var error = Self(code: .unavailable, message: message, file: file, line: line)
+        error.connection = connection
+        return error
     }
     /// See ``Code/invalidResponse``.
     public static func invalidResponse(_ message: String, httpStatus: Int? = nil, file: String = #fileID, line: Int = #line) -> Self {

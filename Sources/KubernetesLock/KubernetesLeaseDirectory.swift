@@ -52,7 +52,7 @@ public struct KubernetesLeaseDirectory: LeaseDirectory {
         }
         return list.items.compactMap { lease -> ListedLease? in
             guard let name = lease.metadata.name, let version = lease.metadata.resourceVersion else { return nil }
-            return ListedLease(name: name, record: KubernetesLock.record(lease.spec), version: LockVersion(version))
+            return ListedLease(name: name, record: KubernetesLock.record(lease), version: LockVersion(version))
         }.sorted { $0.name < $1.name }
     }
 

@@ -12,15 +12,47 @@ import Synchronization
 /// is an int32, and `strategy`/`preferredHolder` are written only when set. The version token is the
 /// Lease's `metadata.resourceVersion`.
 ///
+/// ## Kubernetes versions and hand-off
+///
+/// Every Kubernetes version with `coordination.k8s.io/v1` (1.14 and later) is supported. Election needs only
+/// the fields every version stores. The hand-off fields (`strategy`, `preferredHolder`, written by
+/// ``requestHandoff(on:to:maxAttempts:)`` and kept by a release) are carried where the server keeps them:
+///
+/// - **Kubernetes 1.31+ with the `CoordinatedLeaderElection` feature gate**: in `spec.strategy` and
+///   `spec.preferredHolder`, as client-go and the kube-controller-manager read them.
+/// - **Every other version** (1.30 and earlier, and 1.31+ without the gate, the default through 1.32): the
+///   server does not know those fields and drops them from every write (answering `200` with a
+///   `Warning: 299 - "unknown field \"spec.preferredHolder\""` header, and the same `resourceVersion` when
+///   nothing else changed). There they are carried in two Lease annotations, which every server keeps:
+///   ``preferredHolderAnnotation`` (`leader-election.swift-server.dev/preferred-holder`) and
+///   ``strategyAnnotation`` (`leader-election.swift-server.dev/strategy`).
+///
+/// The lock finds out from the server's own answer, never from a version number: it writes the spec fields
+/// until an answer to a write that carried them comes back without them (or with an `unknown field` warning
+/// for them). It then remembers that this server drops them, at once re-writes the same record with the
+/// annotations by compare-and-swap on the version the server returned (so a hand-off is never silently
+/// lost), and carries them as annotations from then on. Reads (``get()``, ``recordChanges()``, and
+/// ``record(_:)-swift.type.method`` for listings) take each field from the spec, or from its annotation when the spec has
+/// none. Every write removes the annotation of a field it leaves unset, so a cleared hand-off stays cleared.
+/// Candidates that know nothing of the annotations (client-go, other libraries) contend for the Lease as
+/// usual and keep the annotations when they renew (client-go PUTs the object it read); they merely do not
+/// see a hand-off request.
+///
 /// - ``create(_:)`` is a POST (409 `AlreadyExists` → ``LeaderElectionError/Code/alreadyExists``).
 /// - ``update(_:expecting:)`` is one PUT carrying `resourceVersion` = the expected version and the Lease's
 ///   `uid` as a precondition, built from the Lease this lock last read (client-go PUTs its cached object
 ///   the same way), so a renewal is one round trip. The `uid` keeps the PUT from re-creating a Lease that
 ///   was deleted meanwhile (the API server creates objects on PUT otherwise). Only when this lock has not
-///   read the Lease at that version does it read it first.
-/// - ``changes()`` lists and watches the Lease (resuming after a dropped stream, relisting after 410 Gone).
-/// - ``recordEvent(_:)`` creates a `v1` Event like client-go's recorder (type `Normal`, reason
-///   `LeaderElection`, involvedObject = the Lease). Failures to record are logged, never thrown.
+///   read the Lease at that version does it read it first. Labels, annotations and owner references other
+///   than the lock's own are written back as read.
+/// - ``changes()`` and ``recordChanges()`` list and watch the Lease (resuming after a dropped stream,
+///   relisting after 410 Gone); a follower reading ``recordChanges()`` makes no request while the leader renews.
+/// - ``recordEvent(_:)`` queues a `v1` Event like client-go's recorder (type `Normal`, reason
+///   `LeaderElection`, involvedObject = the Lease) on the client's background sender
+///   (``KubernetesClient/events``) and returns at once. Events are asynchronous, bounded (new ones are
+///   dropped, with a debug log, while ``KubernetesClient/eventQueueCapacity`` wait) and best-effort: a hung,
+///   slow or forbidden events endpoint delays neither taking over nor renewing. Shutting the client down
+///   gives queued Events one request timeout to be sent.
 ///
 /// Lease durations must be whole seconds of at least 1 s (the field is `leaseDurationSeconds`); other
 /// durations are rejected with ``LeaderElectionError/Code/invalidConfiguration`` — see
@@ -29,6 +61,9 @@ import Synchronization
 /// A Lease whose spec names a holder but has no positive `leaseDurationSeconds` cannot be honoured; ``get()``
 /// reports it as ``LeaderElectionError/Code/corruptRecord`` with its resourceVersion, and the elector may
 /// replace it by compare-and-swap. A Lease with no holder is a free lock whatever else it says.
+///
+/// Errors are ``LeaderElectionError``s; the ``KubernetesError`` behind one (its HTTP status, or how far the
+/// connection got) is available from ``kubernetesError(behind:)``.
 public final class KubernetesLock: ResourceLock {
     /// Where the lock lives and what it adds to the Lease.
     public struct Configuration: Sendable {
@@ -73,6 +108,28 @@ public final class KubernetesLock: ResourceLock {
     private let logger: Logger
     /// The Lease as last read or written by this lock (client-go's `ll.lease`).
     private let cached = Mutex<Lease?>(nil)
+    /// Where this lock writes `strategy` and `preferredHolder`, as learnt from the server's answers.
+    private let carrier = Mutex(HandoffCarrier.spec(confirmed: false))
+    /// The Kubernetes errors behind the last few errors thrown, for ``kubernetesError(behind:)``.
+    private let causes = Mutex<[(LeaderElectionError, KubernetesError)]>([])
+
+    /// The annotation carrying `preferredHolder` on servers that drop `spec.preferredHolder` (all but 1.31+ with
+    /// the `CoordinatedLeaderElection` feature gate).
+    public static let preferredHolderAnnotation = "leader-election.swift-server.dev/preferred-holder"
+    /// The annotation carrying `strategy` on servers that drop `spec.strategy`.
+    public static let strategyAnnotation = "leader-election.swift-server.dev/strategy"
+
+    /// Where the hand-off fields go.
+    enum HandoffCarrier: Equatable {
+        /// In the spec; `confirmed` once the server has returned them.
+        case spec(confirmed: Bool)
+        /// In the annotations: the server dropped the spec fields.
+        case annotations
+    }
+
+    /// Whether this lock has learnt that the server drops `spec.preferredHolder`/`spec.strategy` and carries
+    /// them in annotations instead (see the type's documentation).
+    public var carriesHandoffInAnnotations: Bool { carrier.withLock { $0 } == .annotations }
 
     /// Creates a lock on `namespace/name` writing as `identity`.
     /// - Throws: ``LeaderElectionError/Code/invalidConfiguration`` for an empty identity or name.
@@ -115,12 +172,12 @@ public final class KubernetesLock: ResourceLock {
     }
 
     public func create(_ record: LeaderElectionRecord) async throws -> LockVersion {
+        let spec = try Self.spec(record)
+        let carrier = self.carrier.withLock { $0 }
         var lease = Lease(metadata: ObjectMeta(name: configuration.name, namespace: configuration.namespace))
-        lease.spec = try Self.spec(record)
-        mergeLabels(into: &lease)
-        let created = try await mapErrors { try await self.client.createLease(lease, namespace: self.configuration.namespace) }
-        cached.withLock { $0 = created }
-        return try version(of: created)
+        prepare(&lease, spec: spec, carrier: carrier)
+        let created = try await mapErrors { try await self.client.createLeaseReportingWarnings(lease, namespace: self.configuration.namespace) }
+        return try await settle(created, sent: lease, spec: spec, carrier: carrier)
     }
 
     public func update(_ record: LeaderElectionRecord, expecting version: LockVersion) async throws -> LockVersion {
@@ -143,13 +200,17 @@ public final class KubernetesLock: ResourceLock {
             guard let base = cached.withLock({ $0 }) else { throw LeaderElectionError.notFound("\(description) does not exist") }
             lease = base
         }
-        lease.spec = spec
+        let carrier = self.carrier.withLock { $0 }
+        prepare(&lease, spec: spec, carrier: carrier)
         lease.metadata.resourceVersion = version.rawValue
-        mergeLabels(into: &lease)
+        let replaced = try await replace(lease)
+        return try await settle(replaced, sent: lease, spec: spec, carrier: carrier)
+    }
+
+    /// One PUT of `lease`, mapping a failed uid precondition to notFound or conflict.
+    private func replace(_ lease: Lease) async throws -> KubernetesResponse<Lease> {
         do {
-            let replaced = try await mapErrors { try await self.client.replaceLease(lease, namespace: self.configuration.namespace) }
-            cached.withLock { $0 = replaced }
-            return try self.version(of: replaced)
+            return try await mapErrors { try await self.client.replaceLeaseReportingWarnings(lease, namespace: self.configuration.namespace) }
         } catch let error as LeaderElectionError where error.code == .conflict && error.message.contains("Precondition failed") {
             // The uid precondition failed: the Lease was deleted (or deleted and re-created) meanwhile. Find
             // out which, so that a missing Lease is reported as notFound, as the contract requires.
@@ -160,14 +221,74 @@ public final class KubernetesLock: ResourceLock {
         }
     }
 
+    /// Checks the server's answer to a write of `spec` (sent as `sent`, with the hand-off fields where `carrier`
+    /// put them). When the answer shows the server dropped `spec.strategy`/`spec.preferredHolder`, switches
+    /// this lock to annotations and re-writes the record so by compare-and-swap on the returned version.
+    /// - Returns: the version of the Lease as finally stored.
+    private func settle(
+        _ answer: KubernetesResponse<Lease>, sent: Lease, spec: LeaseSpec, carrier: HandoffCarrier
+    ) async throws -> LockVersion {
+        let stored = answer.object
+        guard case .spec = carrier, spec.strategy != nil || spec.preferredHolder != nil else {
+            cached.withLock { $0 = stored }
+            return try version(of: stored)
+        }
+        let warned = Set(answer.warnings.compactMap(\.unknownField))
+        let dropped = (spec.preferredHolder != nil && (stored.spec?.preferredHolder != spec.preferredHolder || warned.contains("spec.preferredHolder")))
+            || (spec.strategy != nil && (stored.spec?.strategy != spec.strategy || warned.contains("spec.strategy")))
+        guard dropped else {
+            self.carrier.withLock { $0 = .spec(confirmed: true) }
+            cached.withLock { $0 = stored }
+            return try version(of: stored)
+        }
+        self.carrier.withLock { $0 = .annotations }
+        logger.info(
+            "the API server dropped spec.strategy/spec.preferredHolder (Kubernetes before 1.31, or without the CoordinatedLeaderElection feature gate); carrying them in annotations",
+            metadata: [
+                "lock.annotations": "\(Self.preferredHolderAnnotation), \(Self.strategyAnnotation)",
+                "k8s.warnings": "\(answer.warnings.map(\.text).joined(separator: "; "))",
+            ])
+        // Re-issue the write with the annotations, on the version the server returned (the same one when the
+        // dropped fields were all that changed), so that the hand-off is not lost.
+        var again = stored
+        prepare(&again, spec: spec, carrier: .annotations)
+        let rewritten = try await replace(again)
+        cached.withLock { $0 = rewritten.object }
+        return try version(of: rewritten.object)
+    }
+
+    /// Writes `spec` into `lease` with the hand-off fields where `carrier` says, removes the annotation of a
+    /// field left unset (or carried in the spec), and merges the configured labels and owner references.
+    private func prepare(_ lease: inout Lease, spec: LeaseSpec, carrier: HandoffCarrier) {
+        var spec = spec
+        var annotations = lease.metadata.annotations ?? [:]
+        switch carrier {
+        case .annotations:
+            annotations[Self.preferredHolderAnnotation] = spec.preferredHolder
+            annotations[Self.strategyAnnotation] = spec.strategy
+            spec.preferredHolder = nil
+            spec.strategy = nil
+        case .spec:
+            annotations[Self.preferredHolderAnnotation] = nil
+            annotations[Self.strategyAnnotation] = nil
+        }
+        if annotations != (lease.metadata.annotations ?? [:]) {
+            lease.metadata.annotations = annotations.isEmpty ? nil : annotations
+        }
+        lease.spec = spec
+        mergeLabels(into: &lease)
+    }
+
+    /// Queues the Event on the client's background sender and returns at once (see the type's documentation).
     public func recordEvent(_ event: LockEvent) async {
         guard configuration.recordsEvents, let lease = cached.withLock({ $0 }) else { return }
-        do {
-            try await client.recordLeaderElectionEvent(
-                lease: lease, message: event.message, component: configuration.eventComponent, instance: identity)
-        } catch {
-            logger.debug("could not record event", metadata: ["event.message": .string(event.message), "error": .string("\(error)")])
-        }
+        client.enqueueLeaderElectionEvent(lease: lease, message: event.message, component: configuration.eventComponent, instance: identity)
+    }
+
+    /// The ``KubernetesError`` behind `error`, when this lock threw it (of its last few errors) because of one:
+    /// the HTTP status and message the API server answered, or how far the connection got.
+    public func kubernetesError(behind error: LeaderElectionError) -> KubernetesError? {
+        causes.withLock { causes in causes.last { $0.0 == error }?.1 }
     }
 
     public func changes() -> AsyncStream<Void>? {
@@ -222,6 +343,22 @@ public final class KubernetesLock: ResourceLock {
             preferredHolder: record.preferredHolder.flatMap { $0.isEmpty ? nil : $0 })
     }
 
+    /// The record `lease` holds, or `nil` when its spec names a holder without a positive duration:
+    /// ``record(_:)-swift.type.method`` of its spec, with `strategy` and `preferredHolder` taken from
+    /// ``strategyAnnotation`` and ``preferredHolderAnnotation`` where the spec has none (servers that drop the
+    /// spec fields).
+    public static func record(_ lease: Lease) -> LeaderElectionRecord? {
+        guard var record = record(lease.spec) else { return nil }
+        let annotations = lease.metadata.annotations ?? [:]
+        if record.preferredHolder?.isEmpty ?? true, let preferred = annotations[preferredHolderAnnotation], !preferred.isEmpty {
+            record.preferredHolder = preferred
+        }
+        if record.strategy?.isEmpty ?? true, let strategy = annotations[strategyAnnotation], !strategy.isEmpty {
+            record.strategy = strategy
+        }
+        return record
+    }
+
     /// The record stored in `spec`, or `nil` when the spec names a holder without a positive duration.
     public static func record(_ spec: LeaseSpec?) -> LeaderElectionRecord? {
         let holder = spec?.holderIdentity ?? ""
@@ -248,7 +385,7 @@ public final class KubernetesLock: ResourceLock {
 
     private func versionedRecord(_ lease: Lease) throws -> VersionedRecord {
         let version = try version(of: lease)
-        guard let record = Self.record(lease.spec) else {
+        guard let record = Self.record(lease) else {
             throw LeaderElectionError.corruptRecord(
                 "\(description) names holder \(lease.spec?.holderIdentity ?? "") without a positive leaseDurationSeconds",
                 version: version)
@@ -277,17 +414,26 @@ public final class KubernetesLock: ResourceLock {
         do {
             return try await body()
         } catch let error as KubernetesError {
-            switch error.code {
-            case .notFound: throw LeaderElectionError.notFound("\(description): \(error.message)")
-            case .alreadyExists: throw LeaderElectionError.alreadyExists("\(description): \(error.message)")
-            case .conflict: throw LeaderElectionError.conflict("\(description): \(error.message)")
-            case .unauthorized, .forbidden: throw LeaderElectionError.unauthorized("\(description): \(error.message)")
-            case .invalid, .badRequest, .invalidConfiguration:
-                throw LeaderElectionError.invalidConfiguration("\(description): the API server rejected the request: \(error.message)")
-            case .timeout: throw LeaderElectionError.timeout("\(description): \(error.message)")
-            default: throw LeaderElectionError.unavailable("\(description): \(error)")
+            let mapped = mapped(error)
+            causes.withLock { causes in
+                causes.append((mapped, error))
+                if causes.count > 8 { causes.removeFirst(causes.count - 8) }
             }
+            throw mapped
         }
+    }
+
+    private func mapped(_ error: KubernetesError) -> LeaderElectionError {
+            switch error.code {
+            case .notFound: return LeaderElectionError.notFound("\(description): \(error.message)")
+            case .alreadyExists: return LeaderElectionError.alreadyExists("\(description): \(error.message)")
+            case .conflict: return LeaderElectionError.conflict("\(description): \(error.message)")
+            case .unauthorized, .forbidden: return LeaderElectionError.unauthorized("\(description): \(error.message)")
+            case .invalid, .badRequest, .invalidConfiguration:
+                return LeaderElectionError.invalidConfiguration("\(description): the API server rejected the request: \(error.message)")
+            case .timeout: return LeaderElectionError.timeout("\(description): \(error.message)")
+            default: return LeaderElectionError.unavailable("\(description): \(error)")
+            }
     }
 }
 

@@ -92,6 +92,8 @@ final class KubernetesClientPool: Sendable {
         case shutDown
     }
     private let state = Mutex<State>(.idle)
+    /// The locks made on this client, asked for the ``KubernetesError`` behind their errors.
+    private let locks = Mutex<[KubernetesLock]>([])
 
     init(settings: KubernetesConnectionSettings, logger: Logger = Logger(label: "leasectl.kubernetes")) {
         self.settings = settings
@@ -146,6 +148,19 @@ final class KubernetesClientPool: Sendable {
                 }
             }
         }
+    }
+
+    /// Remembers `lock` (made on this pool's client) for ``kubernetesError(behind:)``.
+    func register(_ lock: KubernetesLock) {
+        locks.withLock { $0.append(lock) }
+    }
+
+    /// The ``KubernetesError`` behind `error`, when one of this pool's locks threw it.
+    func kubernetesError(behind error: LeaderElectionError) -> KubernetesError? {
+        for lock in locks.withLock({ $0 }).reversed() {
+            if let cause = lock.kubernetesError(behind: error) { return cause }
+        }
+        return nil
     }
 
     /// Shuts the client down (failing requests still in flight). Later calls to ``client()`` throw.
@@ -212,6 +227,7 @@ struct KubernetesLockBackend: LeaseListingBackend {
             client: try pool.client(),
             configuration: .init(name: name, namespace: namespace, eventComponent: Self.eventComponent),
             identity: identity)
+        pool.register(lock)
         return KubernetesURLLock(base: lock, url: KubernetesLeaseAddress.url(namespace: namespace, name: name))
     }
 
@@ -308,24 +324,35 @@ struct KubernetesLockBackend: LeaseListingBackend {
 
     /// What went wrong talking to the API server, by the hint it calls for.
     enum Failure: Equatable, Sendable {
-        case unreachable, tls, timeout, unauthorized, forbidden, configuration, other
+        /// Nothing answered: refused, reset or closed before any response, DNS, connect timeout.
+        case unreachable
+        /// The TLS handshake failed.
+        case tls
+        /// The server started answering, then the connection broke off.
+        case incompleteResponse
+        /// No complete response within the request timeout.
+        case timeout
+        /// HTTP 401.
+        case unauthorized
+        /// HTTP 403.
+        case forbidden
+        /// The server answered with another HTTP status (a 500, a 429, …).
+        case status(Int)
+        /// The client configuration cannot be used.
+        case configuration
+        /// Anything else (the message says it).
+        case other
     }
 
     /// The kind of `error` and its message without the parts the caller prints already (the Lease, the
-    /// request line, the client's error type).
-    static func classify(_ error: any Error) -> (failure: Failure, message: String)? {
+    /// request line, the client's error type). A ``LeaderElectionError`` is classified by the
+    /// ``KubernetesError`` behind it when `cause` finds one.
+    static func classify(_ error: any Error, cause: (LeaderElectionError) -> KubernetesError? = { _ in nil }) -> (failure: Failure, message: String)? {
         switch error {
         case let error as KubernetesError:
-            let message = trimmed(error.message)
-            switch error.code {
-            case .unavailable: return (isTLS(message) ? .tls : .unreachable, message)
-            case .timeout: return (.timeout, message)
-            case .unauthorized: return (.unauthorized, message)
-            case .forbidden: return (.forbidden, message)
-            case .invalidConfiguration: return (.configuration, message)
-            default: return (.other, message)
-            }
+            return (failure(of: error), trimmed(error.message))
         case let error as LeaderElectionError:
+            if let underlying = cause(error) { return (failure(of: underlying), trimmed(underlying.message)) }
             let message = trimmed(error.message)
             switch error.code {
             case .unavailable: return (isTLS(message) ? .tls : .unreachable, message)
@@ -339,8 +366,37 @@ struct KubernetesLockBackend: LeaseListingBackend {
         }
     }
 
+    /// The kind of a ``KubernetesError``, from its typed fields: the HTTP status the server answered, else how
+    /// far the connection got.
+    static func failure(of error: KubernetesError) -> Failure {
+        if let status = error.httpStatus {
+            switch status {
+            case 401: return .unauthorized
+            case 403: return .forbidden
+            default: return .status(status)
+            }
+        }
+        switch error.connection {
+        case .unreachable?: return .unreachable
+        case .tlsHandshake?: return .tls
+        case .incompleteResponse?: return .incompleteResponse
+        case .noResponseInTime?: return .timeout
+        case .clientShutDown?: return .other
+        case nil: break
+        }
+        switch error.code {
+        case .timeout: return .timeout
+        case .unauthorized: return .unauthorized
+        case .forbidden: return .forbidden
+        case .invalidConfiguration: return .configuration
+        case .unavailable: return .unreachable
+        default: return .other
+        }
+    }
+
     func describe(_ error: any Error, for url: LockURL) -> String {
-        guard let (failure, message) = Self.classify(error) else { return LockRegistry.describe(error) }
+        let pool = self.pool
+        guard let (failure, message) = Self.classify(error, cause: { pool.kubernetesError(behind: $0) }) else { return LockRegistry.describe(error) }
         let loaded = pool.loaded
         let server = loaded.map { "the Kubernetes API server at \($0.configuration.server)" } ?? "the Kubernetes API server"
         let source = loaded?.source ?? "the kubeconfig"
@@ -360,6 +416,8 @@ struct KubernetesLockBackend: LeaseListingBackend {
             return "cannot reach \(server): \(message) (\(hint))"
         case .tls:
             return "cannot reach \(server) over TLS: \(message) (check that the certificate-authority of \(source) signed the server's certificate, for the host name in the server URL or tls-server-name)"
+        case .incompleteResponse:
+            return "\(server) broke off its answer: \(message) (a proxy or load balancer in between, or an overloaded server, may have closed the connection)"
         case .timeout:
             return "\(server) did not answer in time: \(message) (is it overloaded, or unreachable behind a firewall? --request-timeout sets the deadline)"
         case .unauthorized:
@@ -367,6 +425,10 @@ struct KubernetesLockBackend: LeaseListingBackend {
         case .forbidden:
             let scope = namespace.map { "in namespace \($0)" } ?? "in all namespaces (a ClusterRole)"
             return "\(server) forbids the request (HTTP 403): \(message) (RBAC: the user from \(source) needs get, create and update on leases.coordination.k8s.io \(scope), list and watch for leasectl get, and create on events)"
+        case .status(let status) where (500...599).contains(status):
+            return "\(server) answered HTTP \(status): \(message) (the API server, or its etcd, failed this request; it is retried)"
+        case .status(let status):
+            return "\(server) answered HTTP \(status): \(message)"
         case .configuration:
             return "cannot use the Kubernetes client configuration (\(source)): \(message)"
         case .other:
@@ -401,7 +463,7 @@ extension LeaseSnapshot {
         let name = lease.metadata.name ?? ""
         let version = LockVersion(lease.metadata.resourceVersion ?? "")
         let state: State
-        if let record = KubernetesLock.record(lease.spec) {
+        if let record = KubernetesLock.record(lease) {
             state = .record(VersionedRecord(record: record, version: version))
         } else {
             state = .corrupt(
@@ -429,4 +491,7 @@ struct KubernetesURLLock: ResourceLock {
     }
     func recordEvent(_ event: LockEvent) async { await base.recordEvent(event) }
     func changes() -> AsyncStream<Void>? { base.changes() }
+    /// The Lease's informer with each renewal's record (followers need not re-read): without it, the
+    /// protocol's default would turn every notification into a read.
+    func recordChanges() -> AsyncStream<LockChange>? { base.recordChanges() }
 }

@@ -3,15 +3,18 @@ import Kubernetes
 import KubernetesLock
 import KubernetesTesting
 import LeaderElection
+import LeaseAPIServer
 import LockConformance
 import Testing
 
 /// KubernetesLock against LeaseAPIServer (HTTPS, bearer token, real etcd) — or the real cluster named by
-/// LEADER_ELECTION_TEST_KUBECONFIG — passes the whole shared suite, unchanged.
+/// LEADER_ELECTION_TEST_KUBECONFIG — passes the whole shared suite, unchanged, on both server generations:
+/// Kubernetes 1.26 (which drops `spec.preferredHolder`/`spec.strategy`, so hand-off travels in annotations)
+/// and 1.31+ with the `CoordinatedLeaderElection` gate (which keeps them).
 @Suite struct KubernetesLockConformanceTests {
-    @Test(arguments: LockConformanceSuite.Check.all)
-    func conformance(_ check: LockConformanceSuite.Check) async throws {
-        try await KubernetesTestEnvironment.with { env in
+    @Test(arguments: LockConformanceSuite.Check.all, LeaseAPIServer.Generation.allCases)
+    func conformance(_ check: LockConformanceSuite.Check, generation: LeaseAPIServer.Generation) async throws {
+        try await KubernetesTestEnvironment.with(generation: generation) { env in
             let suite = LockConformanceSuite(name: "KubernetesLock") {
                 let configuration = KubernetesLock.Configuration(name: "conformance-\(UUID().uuidString.lowercased())", namespace: env.namespace)
                 return .init(
