@@ -310,6 +310,19 @@ final class APIHandler: Sendable {
         return try Self.objectResponse(.ok, try store.decode(T.self, kv).withTypeMeta)
     }
 
+    /// Sets `metadata.managedFields` for an `Update` by the request's manager that turns `old` (nil on a
+    /// create) into `object`. Sent managedFields, when there are any, replace the stored ones as the base.
+    private func manage<T: APIObject>(_ object: inout T, old: T?, _ request: HTTPRequest) {
+        var managed = ManagedFields(object.metadata.additionalFields["managedFields"])
+            ?? old.flatMap { ManagedFields($0.metadata.additionalFields["managedFields"]) }
+            ?? ManagedFields()
+        object.metadata.additionalFields["managedFields"] = nil
+        managed.update(
+            manager: ManagedFields.manager(request), apiVersion: T.info.apiVersion, time: Self.timestampNow(),
+            old: old.map { ManagedFields.fields(of: $0.jsonValue) } ?? [:], new: ManagedFields.fields(of: object.jsonValue))
+        object.metadata.additionalFields["managedFields"] = managed.json
+    }
+
     /// `rest.BeforeCreate` + `FillObjectMetaSystemFields`: uid, creation time, a generated name, and the
     /// fields a client may not set.
     private func prepareForCreate<T: APIObject>(_ object: inout T) {
@@ -356,6 +369,7 @@ final class APIHandler: Sendable {
             }
             let name = candidate.metadata.name ?? ""
             let key = store.key(T.self, namespace: candidate.metadata.namespace, name: name)
+            manage(&candidate, old: nil, request)
             if let revision = try await store.createIfAbsent(key, try store.encodeForStorage(candidate)) {
                 candidate.metadata.resourceVersion = String(revision)
                 return try Self.objectResponse(.created, candidate.withTypeMeta, warnings: decoded.warnings)
@@ -394,6 +408,7 @@ final class APIHandler: Sendable {
                 prepareForCreate(&candidate)
                 let errors = candidate.validateCreate()
                 guard errors.isEmpty else { throw APIError.invalid(kind: T.info.kind, group: T.info.group, name: name, errors) }
+                manage(&candidate, old: nil, request)
                 if let revision = try await store.createIfAbsent(key, try store.encodeForStorage(candidate)) {
                     candidate.metadata.resourceVersion = String(revision)
                     return try Self.objectResponse(.created, candidate.withTypeMeta, warnings: decoded.warnings)
@@ -427,6 +442,13 @@ final class APIHandler: Sendable {
             candidate.metadata.additionalFields["generation"] = old.metadata.additionalFields["generation"]
             let errors = candidate.validateUpdate(old: old)
             guard errors.isEmpty else { throw APIError.invalid(kind: T.info.kind, group: T.info.group, name: name, errors) }
+            manage(&candidate, old: old, request)
+            // A no-op update is not a write: the stored object, its resourceVersion unchanged, and no event.
+            var unchanged = candidate.withTypeMeta
+            unchanged.metadata.resourceVersion = old.metadata.resourceVersion
+            if unchanged == old.withTypeMeta {
+                return try Self.objectResponse(.ok, old.withTypeMeta, warnings: decoded.warnings)
+            }
             guard let revision = try await store.replace(key, try store.encodeForStorage(candidate), ifModRevision: kv.modRevision) else {
                 throw APIError.conflict(T.info, name)
             }
