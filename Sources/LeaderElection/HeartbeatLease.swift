@@ -108,7 +108,9 @@ public enum HeartbeatEvent: Sendable, Hashable, CustomStringConvertible {
 ///    ``HeartbeatConfiguration/maximumConflictRetries`` writes per attempt.
 ///
 /// `acquireTime` is set when this identity starts writing the key and kept while it renews;
-/// `leaseTransitions` is kept, and incremented when the stored record named another holder.
+/// `leaseTransitions` is kept, and incremented when the stored record named another holder. Every renewal writes
+/// a `renewTime` strictly after the previous one (by at least 1 µs, even when the wall clock stands still or steps
+/// back), so the record — and its version, which monitors watch — always changes.
 ///
 /// ## Failures
 /// A failed attempt (any error, including a timeout after ``HeartbeatConfiguration/attemptTimeout``) is
@@ -271,9 +273,13 @@ public final class HeartbeatLease<C: Clock>: Sendable where C.Duration == Durati
             record.acquireTime = now
             if !stored.holderIdentity.isEmpty { record.leaseTransitions += 1 }
         }
+        // Strictly after this identity's previous renewal (by at least 1 µs) even when the wall clock stands still
+        // or stepped back: a store may keep the version of an identical write, and monitors see a renewal only as a
+        // new version.
+        let previous = stored.holderIdentity == identity ? stored.renewTime : nil
+        record.renewTime = previous.map { max(now, $0.advanced(by: .microseconds(1))) } ?? now
         record.holderIdentity = identity
         record.leaseDuration = configuration.leaseDuration
-        record.renewTime = now
         record.acquireTime = record.acquireTime ?? now
         return record
     }

@@ -6,8 +6,12 @@ import Synchronization
 /// for the same record, so it is useful for unit tests and for electing among tasks of one process.
 /// It implements the contract exactly, including a change feed and corrupt-data handling, and passes
 /// the full `LockConformance` suite.
+///
+/// It is never more lenient than the real stores: like a kube-apiserver answering a PUT that changes nothing,
+/// a write that stores exactly what is already stored keeps the version and notifies nobody (a stale version
+/// still conflicts first). Code that must be seen by others has to change the record.
 public final class InMemoryLockStore: Sendable {
-    private enum Stored: Sendable {
+    private enum Stored: Sendable, Equatable {
         case record(LeaderElectionRecord)
         case garbage([UInt8])
     }
@@ -89,10 +93,14 @@ public final class InMemoryLockStore: Sendable {
         return stream
     }
 
+    /// Applies `body`; a write that leaves the stored data as it was returns the current version and notifies
+    /// nobody, as a real store's no-op write does.
     @discardableResult
     private func write(_ body: (inout State) throws -> Void) rethrows -> LockVersion {
         try state.withLock { state in
+            let before = state.stored
             try body(&state)
+            if state.stored == before { return LockVersion(state.generation) }
             state.generation += 1
             let version = LockVersion(state.generation)
             let change: LockChange

@@ -41,10 +41,18 @@ import Tracing
 ///   lease reads nothing at all between expiries: each renewal it is told about moves its timer on.
 /// - A corrupt record is reported and treated as held by an unknown holder: once unchanged for
 ///   `leaseDuration` it is overwritten by compare-and-swap.
+/// - Every write a follower must see changes the record: a renewal writes a `renewTime` strictly after the
+///   previous one (by at least 1 µs, even when the wall clock stands still or steps back), an acquisition a higher
+///   `leaseTransitions`, a release an empty holder. A store may answer a write of identical data with the same
+///   version and no notification (a kube-apiserver does), and a follower's expiry timer moves on only when the
+///   version changes.
 /// - Targeted hand-off (Kubernetes' coordinated election `preferredHolder`, ``requestHandoff(on:to:maxAttempts:)``): a leader
-///   that finds another candidate named as preferred holder drains its work and releases the lease, keeping the
-///   name; the others stand back for one `leaseDuration` from when they saw it so the preferred candidate takes
-///   over, and take part again after that if it did not (it may be gone).
+///   learns of a request as soon as its lock's change feed reports the write (``ResourceLock/recordChanges()``; a
+///   ``LockChange/unknown`` element costs it one read), else at its next renewal. A request counts only when the
+///   record is this term's (holder and `leaseTransitions` match), so a stale feed element cannot end a term. The
+///   leader then drains its work and releases the lease, keeping the name; the others stand back for one
+///   `leaseDuration` from when they saw it, the preferred candidate — woken by the release on its own feed —
+///   takes over at once, and the others take part again after that if it did not (it may be gone).
 ///
 /// ## What it does not guarantee
 /// - Safety assumes clocks advance at similar *rates*; a candidate whose clock runs faster than the
@@ -183,7 +191,7 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
         let feed: Task<Void, Never>?
         if let changes = lock.recordChanges() {
             feed = Task {
-                for await change in changes { self.feedDelivered(change) }
+                for await change in changes { await self.feedDelivered(change) }
                 self.state.withLock { state in
                     state.recordFeedLive = false
                     state.needsRead = true
@@ -216,17 +224,20 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
 
     /// One element of the lock's change feed. A follower applies a delivered record as an observation (resetting
     /// its expiry timer exactly as a read would, since the notification comes after the write) and is woken only
-    /// when it may be able to act; anything else wakes it to read.
-    private func feedDelivered(_ change: LockChange) {
+    /// when it may be able to act; anything else wakes it to read. A leader looks for a hand-off request.
+    private func feedDelivered(_ change: LockChange) async {
         let me = lock.identity
-        state.withLock { state in
+        let leading = state.withLock { state -> TermControl? in
             if case .stored = change { state.recordFeedLive = true } else { state.needsRead = true }
+            return state.leading
         }
+        if let leading { await leaderFeedDelivered(change, control: leading) }
         guard case .stored(let read) = change else {
             wake.signal()
             return
         }
-        // Checked and applied under one lock: a delivery racing this candidate's acquisition is dropped.
+        // Checked and applied under one lock: a delivery while leading, or racing this candidate's acquisition, is
+        // dropped (it may be older than the leader's own latest write).
         observe(read.record, version: read.version, now: clock.now, onlyAsFollower: true)
         let holder = read.record.holderIdentity
         if holder.isEmpty || holder == me || read.holderIsKnownGone || read.record.preferredHolder == me {
@@ -243,6 +254,44 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
                   !record.holderIdentity.isEmpty, record.holderIdentity != me, record.preferredHolder != me else { return nil }
             return observedAt.advanced(by: record.leaseDuration)
         }
+    }
+
+    /// While leading, the feed carries hand-off requests (``requestHandoff(on:to:maxAttempts:)`` is a write like
+    /// any other): a record of *this term* naming another preferred holder starts the hand-off at once instead of
+    /// at the next renewal. ``LockChange/unknown`` costs one read. Anything else — the leader's own renewals, a
+    /// stale element of an earlier term, another holder's record — changes nothing here: losing the lease is
+    /// still decided only by the renewals' compare-and-swap, so a stale element can neither end a valid term nor
+    /// make the leader release a record it no longer holds (the release is a compare-and-swap too).
+    private func leaderFeedDelivered(_ change: LockChange, control: TermControl) async {
+        guard !control.handingOff, let token = control.term?.fencingToken else { return }
+        let seen: VersionedRecord
+        switch change {
+        case .stored(let read):
+            seen = read
+        case .unknown:
+            // Elements arriving while this read is in flight coalesce in the feed's buffer: at most one more read.
+            do {
+                let deadline = clock.now.advanced(by: configuration.renewDeadline)
+                guard let read = try await withDeadline(deadline, clock: clock, what: "reading \(lock)", { try await self.lock.get() }) else { return }
+                seen = read
+            } catch {
+                logger.debug("could not read the record after a change notification", metadata: ["error": "\(error)"])
+                return
+            }
+        case .deleted:
+            return
+        }
+        let me = lock.identity
+        guard seen.record.holderIdentity == me, seen.record.leaseTransitions == token,
+              let preferred = Self.otherPreferredHolder(seen.record, me: me) else { return }
+        // The request's write is newer than the leader's last one (which could not have succeeded over it without
+        // reading it): renewing while the work drains, and the release, compare-and-swap on it.
+        state.withLock { state in
+            guard state.leading === control else { return }
+            state.record = seen.record
+            state.version = seen.version
+        }
+        startHandoff(control, to: preferred, noticedBy: "change feed")
     }
 
     // MARK: - Campaign (followers)
@@ -463,6 +512,13 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
         case timedOut
     }
 
+    /// The drain timer of one term: started once, and closed when the term's work has been awaited.
+    private enum DrainTimer {
+        case idle
+        case running(Task<Void, Never>)
+        case closed
+    }
+
     private func lead<R: Sendable>(
         _ control: TermControl,
         work: @escaping @Sendable (LeadershipTerm) async throws -> R
@@ -480,21 +536,22 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
         let drainTimeout = configuration.drainTimeout ?? configuration.renewDeadline
         let clock = self.clock
         let cancelled = Mutex(false)
-        let drainTimer = Mutex<Task<Void, Never>?>(nil)
+        let drainTimer = Mutex<DrainTimer>(.idle)
         // Cancels the work and gives it `drainTimeout` to stop (on cancellation of `run`, or a hand-off).
         let drain: @Sendable () -> Void = {
             workTask.cancel()
             drainTimer.withLock { timer in
-                guard timer == nil else { return }
-                timer = Task {
+                guard case .idle = timer else { return }
+                timer = .running(Task {
                     do {
                         try await clock.sleep(until: clock.now.advanced(by: drainTimeout), tolerance: nil)
                         box.offer(.timedOut)
                     } catch {}
-                }
+                })
             }
         }
-        let renewer = Task { await self.renewLoop(control, onLost: { workTask.cancel() }, onHandoff: drain) }
+        control.whenHandingOff(drain)   // from a renewal or the change feed, whichever sees the request first
+        let renewer = Task { await self.renewLoop(control, onLost: { workTask.cancel() }) }
 
         let watcher = Task {
             let result = await workTask.result
@@ -506,7 +563,11 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
             cancelled.withLock { $0 = true }
             drain()
         }
-        drainTimer.withLock { $0?.cancel() }
+        let handingOff = control.finishWork()   // no hand-off can begin from here on
+        drainTimer.withLock { timer in
+            if case .running(let task) = timer { task.cancel() }
+            timer = .closed
+        }
         _ = watcher
 
         let wasCancelled = cancelled.withLock { $0 } || Task.isCancelled
@@ -525,7 +586,7 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
                                metadata: ["leader_election.drain_timeout": "\(formatDuration(drainTimeout))"])
                 reason = .cancelled
                 outcome = wasCancelled ? .cancelled : .lost
-            case .workStopped where control.handingOff && !wasCancelled:
+            case .workStopped where handingOff && !wasCancelled:
                 let released = await Task(operation: { await self.release(control) }).value
                 reason = released ? .handedOff : .cancelled
                 outcome = .lost   // campaign again, standing back while the preferred holder takes over
@@ -559,8 +620,8 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
     }
 
     /// Renews every `retryPeriod` until cancelled (returns) or lost (calls `onLost`, returns). A hand-off request
-    /// calls `onHandoff` once and keeps renewing while the work drains.
-    private func renewLoop(_ control: TermControl, onLost: @Sendable () -> Void, onHandoff: @Sendable () -> Void) async {
+    /// found by a renewal starts the hand-off and keeps renewing while the work drains.
+    private func renewLoop(_ control: TermControl, onLost: @Sendable () -> Void) async {
         var lastAttempt = control.startedAt
         while !Task.isCancelled {
             do {
@@ -601,11 +662,7 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
                 onLost()
                 return
             case .handoff(let preferred):
-                if control.beginHandoff(to: preferred) {
-                    logger.info("another candidate is the preferred holder; draining work to hand the lease over",
-                                metadata: ["leader_election.preferred_holder": "\(preferred)"])
-                    onHandoff()
-                }
+                startHandoff(control, to: preferred, noticedBy: "renewal")
             case .failed(let error):
                 if Task.isCancelled { return }
                 logger.info("failed to renew lease", metadata: ["error": "\(error)"])
@@ -649,7 +706,7 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
             return .lost("observed record is not held by \(me)")
         }
         if let preferred = Self.otherPreferredHolder(desired, me: me), !control.handingOff { return .handoff(to: preferred) }
-        desired.renewTime = configuration.wallClock.now()
+        desired.renewTime = renewTime(after: desired.renewTime)
         desired.leaseDuration = configuration.leaseDuration
         do {
             let newVersion = try await lock.update(desired, expecting: version)
@@ -676,7 +733,7 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
                 return .handoff(to: preferred)
             }
             var slow = fetched.record
-            slow.renewTime = configuration.wallClock.now()
+            slow.renewTime = renewTime(after: fetched.record.renewTime)
             slow.leaseDuration = configuration.leaseDuration
             let newVersion = try await lock.update(slow, expecting: fetched.version)
             renewed(control, slow, version: newVersion, attemptStart: attemptStart)
@@ -686,6 +743,25 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
         } catch {
             return .failed(error)
         }
+    }
+
+    /// The wall clock, but strictly after `previous` (by at least a `MicroTime`'s 1 µs) even when the wall clock
+    /// stands still or has stepped back: every renewal then changes the record. A store may answer a write of
+    /// identical data with the same version and no notification (a kube-apiserver does), and followers move their
+    /// expiry timers on only when the version changes — an unchanged renewal would look like a dead leader.
+    private func renewTime(after previous: MicroTime?) -> MicroTime {
+        let wall = configuration.wallClock.now()
+        guard let previous else { return wall }
+        return max(wall, previous.advanced(by: .microseconds(1)))
+    }
+
+    /// Starts the hand-off of `control`'s term to `preferred` (once): the installed drain cancels the work; the
+    /// renewals go on until it has stopped, then the lease is released keeping the name.
+    private func startHandoff(_ control: TermControl, to preferred: String, noticedBy source: String) {
+        guard control.beginHandoff(to: preferred) else { return }
+        logger.info("another candidate is the preferred holder; draining work to hand the lease over", metadata: [
+            "leader_election.preferred_holder": "\(preferred)", "leader_election.handoff_noticed_by": "\(source)",
+        ])
     }
 
     /// The record's preferred holder when it names a candidate other than `me`.
@@ -724,11 +800,13 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
             return (r, v)
         }) else { return false }
         for _ in 0..<8 {
+            // Only a record this candidate holds is released, so a release always changes it (holder → ""): a
+            // release is never written over a released record, and followers always see it.
             guard base.holderIdentity == me else { return false }
-            let wall = configuration.wallClock.now()
+            let now = renewTime(after: base.renewTime)
             // A pending hand-off (strategy + preferredHolder) survives the release, so the others stand back.
             let released = LeaderElectionRecord(
-                holderIdentity: "", leaseDuration: .seconds(1), acquireTime: wall, renewTime: wall,
+                holderIdentity: "", leaseDuration: .seconds(1), acquireTime: now, renewTime: now,
                 leaseTransitions: base.leaseTransitions, strategy: base.strategy, preferredHolder: base.preferredHolder)
             do {
                 let expected = version
@@ -764,6 +842,8 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
             var deadline: C.Instant
             var lost = false
             var handoff: String?
+            var onHandoff: (@Sendable () -> Void)?
+            var workFinished = false
             var term: LeadershipTerm?
         }
         private let inner: LockedBox<Inner>
@@ -784,12 +864,32 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
             set { inner.withLock { $0.term = newValue } }
         }
         var handingOff: Bool { inner.withLock { $0.handoff != nil } }
-        /// Records a hand-off request; `true` the first time.
+        /// Installs what a hand-off does (drain the work); runs it at once if a hand-off has already begun.
+        func whenHandingOff(_ action: @escaping @Sendable () -> Void) {
+            let begun = inner.withLock { inner in
+                inner.onHandoff = action
+                return inner.handoff != nil
+            }
+            if begun { action() }
+        }
+        /// Records a hand-off request and runs the installed action; `true` the first time, while the term's work
+        /// runs and the term is not lost.
         func beginHandoff(to preferred: String) -> Bool {
-            inner.withLock { inner in
-                guard inner.handoff == nil else { return false }
+            let action = inner.withLock { inner -> (@Sendable () -> Void)?? in
+                guard inner.handoff == nil, !inner.lost, !inner.workFinished else { return nil }
                 inner.handoff = preferred
-                return true
+                return .some(inner.onHandoff)
+            }
+            guard let action else { return false }
+            action?()
+            return true
+        }
+        /// The term's work has been awaited: no hand-off begins any more. Returns whether one had begun.
+        func finishWork() -> Bool {
+            inner.withLock { inner in
+                inner.workFinished = true
+                inner.onHandoff = nil
+                return inner.handoff != nil
             }
         }
         func extend(to deadline: C.Instant) { inner.withLock { $0.deadline = max($0.deadline, deadline) } }

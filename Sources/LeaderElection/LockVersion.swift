@@ -1,7 +1,8 @@
 /// An opaque version token identifying one stored state of a lock record.
 ///
-/// Every successful write produces a new token. Tokens are compared for equality only: they say
-/// *whether* the record changed, never *how much*. Backends choose the representation — a
+/// Every write that changes the record produces a token never issued before for it; a write that stores
+/// exactly what was stored may keep the token (as a kube-apiserver does). Tokens are compared for equality
+/// only: they say *whether* the record changed, never *how much*. Backends choose the representation — a
 /// generation counter (``InMemoryLock``, `FileLock`), an etcd `mod_revision`, or a Kubernetes
 /// `metadata.resourceVersion` — and the elector treats them all alike.
 public struct LockVersion: Hashable, Sendable, CustomStringConvertible {

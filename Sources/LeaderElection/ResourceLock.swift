@@ -15,9 +15,16 @@
 /// - ``create(_:)`` stores a record only if none exists and throws
 ///   ``LeaderElectionError/Code/alreadyExists`` otherwise.
 /// - ``update(_:expecting:)`` is an atomic compare-and-swap: it stores the record only if the stored
-///   version equals `expecting`, and throws ``LeaderElectionError/Code/conflict`` otherwise. Of N
-///   concurrent updates presenting the same version exactly one succeeds.
-/// - Every successful write returns a version different from every earlier one of this record.
+///   version equals `expecting`, and throws ``LeaderElectionError/Code/conflict`` otherwise (also when the
+///   record presented equals the stored one). Of N concurrent updates presenting the same version, each
+///   writing a record that differs from the stored one, exactly one succeeds.
+/// - A write that changes the record yields a new version: one different from every version returned
+///   before for this record. An identical write (an update storing exactly the record already stored) may
+///   return either the same version or a new one — a kube-apiserver answers a PUT that changes nothing
+///   with the same `resourceVersion` and no watch event, while etcd and `FileLock` issue a new one. Either
+///   way ``get()`` afterwards returns the record with the version the update returned. Callers that need
+///   others to see a write (the elector's renewals) must therefore change the record; ``LeaderElector``
+///   does, by writing a strictly later `renewTime` every time.
 /// - Undecodable stored data makes ``get()`` throw ``LeaderElectionError/Code/corruptRecord`` carrying the
 ///   data's version in ``LeaderElectionError/version``, and ``update(_:expecting:)`` with that version
 ///   replaces it. Nothing else is ever lost or half-written.
@@ -25,7 +32,8 @@
 ///   throwing `CancellationError` (a write that has already been committed is reported as a success, never
 ///   as cancelled) and never block a thread of Swift's cooperative pool.
 /// - ``changes()``, when not `nil`, yields after every change of the stored record made by anyone,
-///   possibly coalesced; it may yield spuriously.
+///   possibly coalesced; it may yield spuriously. An identical write is not a change and need not be
+///   reported.
 /// - ``recordChanges()``, when not `nil`, follows the same rule, and may say what changed: a
 ///   ``LockChange/stored(_:)`` carries exactly a record and version that were stored (never one that was not),
 ///   so a follower can skip re-reading; ``LockChange/unknown`` means "read to find out". The default maps
@@ -46,7 +54,8 @@ public protocol ResourceLock: Sendable, CustomStringConvertible {
     func create(_ record: LeaderElectionRecord) async throws -> LockVersion
 
     /// Replaces the record if, and only if, its stored version is `version` (compare-and-swap).
-    /// - Returns: the version of the new record.
+    /// - Returns: the version now stored: a new one when the record changed; for a record identical to the
+    ///   stored one, either `version` or a new one.
     /// - Throws: ``LeaderElectionError/Code/conflict`` when the stored version differs,
     ///   ``LeaderElectionError/Code/notFound`` when no record is stored.
     func update(_ record: LeaderElectionRecord, expecting version: LockVersion) async throws -> LockVersion

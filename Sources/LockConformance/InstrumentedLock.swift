@@ -18,6 +18,8 @@ public final class InstrumentedLock: ResourceLock {
         public var updates = 0
         /// Successful `create` and `update` calls.
         public var successfulWrites = 0
+        /// ``LockChange/unknown`` elements delivered by `recordChanges()` subscriptions.
+        public var unknownChanges = 0
     }
 
     private struct State {
@@ -107,5 +109,18 @@ public final class InstrumentedLock: ResourceLock {
 
     public func changes() -> AsyncStream<Void>? { hideChanges ? nil : base.changes() }
 
-    public func recordChanges() -> AsyncStream<LockChange>? { hideChanges ? nil : base.recordChanges() }
+    public func recordChanges() -> AsyncStream<LockChange>? {
+        guard !hideChanges, let changes = base.recordChanges() else { return nil }
+        // Unbounded: the wrapped feed's own buffering decides what is coalesced, not this relay.
+        let (stream, continuation) = AsyncStream.makeStream(of: LockChange.self)
+        let task = Task {
+            for await change in changes {
+                if change == .unknown { state.withLock { $0.counts.unknownChanges += 1 } }
+                continuation.yield(change)
+            }
+            continuation.finish()
+        }
+        continuation.onTermination = { _ in task.cancel() }
+        return stream
+    }
 }

@@ -263,10 +263,13 @@ private func ghostRecord(_ holder: String = "ghost", duration: Duration = .secon
         }
         #expect(lock.counts.updates - before.updates == 3)
         #expect(lock.counts.gets == before.gets)
-        // Someone rewrites our record (same holder, same term): the next blind write conflicts.
+        // Someone rewrites our record (same holder, same term, renewTime 1 µs later: a write of identical data would
+        // keep the version, as on a kube-apiserver): the next blind write conflicts.
         let other = store.lock(identity: "operator")
         let current = try await other.get()!
-        _ = try await other.update(current.record, expecting: current.version)
+        var rewritten = current.record
+        rewritten.renewTime = rewritten.renewTime?.advanced(by: .microseconds(1))
+        _ = try await other.update(rewritten, expecting: current.version)
         clock.advanceToNextDeadline()
         try await settle(clock, parked: 1, locks: [lock])
         #expect(elector.isLeader)
@@ -428,7 +431,9 @@ final class SlowReads: Sendable {
         let renewedAt = Mutex<ManualClock.Instant?>(nil)
         let lock = SlowReadLock(base: store.lock(identity: "b"), clock: clock) {
             guard renewedAt.withLock({ $0 }) == nil, let current = try await holder.get() else { return }
-            _ = try await holder.update(current.record, expecting: current.version)
+            var renewal = current.record
+            renewal.renewTime = renewal.renewTime?.advanced(by: .seconds(5))   // a renewal changes the record
+            _ = try await holder.update(renewal, expecting: current.version)
             renewedAt.withLock { $0 = clock.now }
         }
         let elector = try LeaderElector(lock: lock, configuration: config, clock: clock, jitter: fixedJitter)
