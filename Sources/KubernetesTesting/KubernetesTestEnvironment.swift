@@ -7,7 +7,7 @@ import Logging
 
 /// An API server for the Kubernetes tests: by default a ``LeaseAPIServer`` over HTTPS with a bearer token,
 /// on a free loopback port, storing its objects in a real etcd (the process's shared test etcd, under a
-/// key prefix of its own); or, when `LEADER_ELECTION_TEST_KUBECONFIG` names a kubeconfig, that real
+/// key prefix of its own), with ``namespace`` created through the API; or, when `LEADER_ELECTION_TEST_KUBECONFIG` names a kubeconfig, that real
 /// cluster's API server, in a test namespace created for the environment and deleted afterwards.
 ///
 /// The same tests run against either; only ``storeRawLease(name:bytes:)`` (which writes behind the API
@@ -165,6 +165,15 @@ public final class KubernetesTestEnvironment: Sendable {
             .write(toFile: kubeconfigPath, atomically: true, encoding: .utf8)
         let configuration = try KubernetesConfiguration.kubeconfig(path: kubeconfigPath)
         let client = try KubernetesClient(configuration: configuration, logger: logger)
+        do {
+            // The server enforces namespaces as kube-apiserver does: create the test namespace through the API.
+            _ = try await client.createNamespace(namespace)
+        } catch {
+            try? await client.shutdown()
+            await server.shutdown()
+            etcdClient.close()
+            throw KubernetesTestingError("cannot create test namespace \(namespace) on the local LeaseAPIServer: \(error)")
+        }
         return KubernetesTestEnvironment(
             namespace: namespace, kubeconfigPath: kubeconfigPath, configuration: configuration, client: client,
             isExternal: false, server: server, token: token, etcdPrefix: prefix, etcd: etcd, etcdClient: etcdClient,

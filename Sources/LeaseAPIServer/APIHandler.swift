@@ -16,6 +16,10 @@ final class APIHandler: Sendable {
     /// The kube-apiserver generation answered as.
     let generation: LeaseAPIServer.Generation
     let watches = WatchCounter()
+    /// The namespaces that exist from the start.
+    static let systemNamespaces = ["default", "kube-system", "kube-public", "kube-node-lease"]
+    /// Whether the start-up task has created ``systemNamespaces``.
+    let systemNamespacesCreated = Mutex(false)
     /// Requests served, by `METHOD` (`GET`, `PUT`, …; `WATCH` for watch requests).
     let requestCounts = Mutex<[String: Int]>([:])
     /// The same, per namespace named in the path (`…/namespaces/<ns>/…`).
@@ -239,6 +243,10 @@ final class APIHandler: Sendable {
             throw APIError.badRequest(
                 "\(kind) in version \(goQuote(version)) cannot be handled as a \(info.kind): no kind \(goQuote(kind)) is registered for version \(goQuote(apiVersion.isEmpty ? info.apiVersion : apiVersion))")
         }
+        let (problems, scalars) = FieldScanner.scan(Array(data), schema: T.schema(generation))
+        if let error = GoDecoding.firstError(scalars, fields: T.goFields(generation)) {
+            throw APIError.badRequest("\(info.kind) in version \(goQuote(version)) cannot be handled as a \(info.kind): \(error)")
+        }
         var object: T
         do {
             object = try KubernetesJSON.decode(T.self, from: data)
@@ -246,8 +254,11 @@ final class APIHandler: Sendable {
             throw APIError.badRequest("\(info.kind) in version \(goQuote(version)) cannot be handled as a \(info.kind): \(describeDecodingError(error))")
         }
         object.dropUnknownFields(generation)
+        // Unknown metadata fields are dropped too (the model keeps every field it does not know).
+        if case .object(let known) = FieldSchema.objectMeta {
+            object.metadata.additionalFields = object.metadata.additionalFields.filter { known[$0.key] != nil }
+        }
         guard validation != .ignore else { return DecodedBody(object: object, warnings: []) }
-        let problems = FieldScanner.problems(in: Array(data), schema: T.schema(generation))
         guard !problems.isEmpty else { return DecodedBody(object: object, warnings: []) }
         if validation == .strict {
             throw APIError.badRequest(
@@ -310,12 +321,39 @@ final class APIHandler: Sendable {
         return try Self.objectResponse(.ok, try store.decode(T.self, kv).withTypeMeta)
     }
 
+    /// `dryRun`: `All` runs a request without storing anything; anything else is kube's 422 on the options.
+    private func dryRun(_ request: HTTPRequest, options: String = "CreateOptions") throws -> Bool {
+        guard let value = request.query["dryRun"] else { return false }
+        guard value == "All" else {
+            throw APIError.invalid(kind: options, group: "meta.k8s.io", name: "",
+                                   [.notSupported("dryRun", .raw("[]string{\(goQuote(value))}"), supported: ["All"])])
+        }
+        return true
+    }
+
+    /// `NamespaceLifecycle` admission: creating in a namespace that does not exist is 404 `namespaces "x" not found`.
+    private func requireNamespace<T: APIObject>(_ type: T.Type, _ namespace: String?) async throws {
+        guard T.info.namespaced, let namespace, !namespace.isEmpty else { return }
+        let key = store.key(NamespaceObject.self, namespace: nil, name: namespace)
+        guard try await store.read(key) == nil else { return }
+        if Self.systemNamespaces.contains(namespace) && !systemNamespacesCreated.withLock({ $0 }) {
+            // The start-up task has not created it yet: the system namespaces exist from the start.
+            var object = NamespaceObject(apiVersion: nil, kind: nil, metadata: ObjectMeta(name: namespace))
+            prepareForCreate(&object)
+            _ = try await store.createIfAbsent(key, try store.encodeForStorage(object))
+            return
+        }
+        throw APIError.notFound(NamespaceObject.info, namespace)
+    }
+
     /// Sets `metadata.managedFields` for an `Update` by the request's manager that turns `old` (nil on a
     /// create) into `object`. Sent managedFields, when there are any, replace the stored ones as the base.
     private func manage<T: APIObject>(_ object: inout T, old: T?, _ request: HTTPRequest) {
-        var managed = ManagedFields(object.metadata.additionalFields["managedFields"])
-            ?? old.flatMap { ManagedFields($0.metadata.additionalFields["managedFields"]) }
-            ?? ManagedFields()
+        let stored = old.flatMap { ManagedFields($0.metadata.additionalFields["managedFields"]) }
+        var managed = ManagedFields(object.metadata.additionalFields["managedFields"]) ?? stored ?? ManagedFields()
+        // kube's `IgnoreManagedFieldsTimestampsTransformer`: an entry sent back unchanged but for its time
+        // keeps the stored time.
+        if let stored { managed.keepTimes(of: stored) }
         object.metadata.additionalFields["managedFields"] = nil
         managed.update(
             manager: ManagedFields.manager(request), apiVersion: T.info.apiVersion, time: Self.timestampNow(),
@@ -354,6 +392,7 @@ final class APIHandler: Sendable {
         let decoded = try decodeBody(T.self, request, options: "CreateOptions")
         var object = decoded.object
         try ensureNamespace(&object.metadata, namespace)
+        try await requireNamespace(T.self, namespace)
         let generated = (object.metadata.name ?? "").isEmpty && !(object.metadata.additionalFields["generateName"]?.stringValue ?? "").isEmpty
         var attempts = 0
         while true {
@@ -370,6 +409,10 @@ final class APIHandler: Sendable {
             let name = candidate.metadata.name ?? ""
             let key = store.key(T.self, namespace: candidate.metadata.namespace, name: name)
             manage(&candidate, old: nil, request)
+            if try dryRun(request) {
+                // Everything but the write: the answer has a uid but no resourceVersion.
+                return try Self.objectResponse(.created, candidate.withTypeMeta, warnings: decoded.warnings)
+            }
             if let revision = try await store.createIfAbsent(key, try store.encodeForStorage(candidate)) {
                 candidate.metadata.resourceVersion = String(revision)
                 return try Self.objectResponse(.created, candidate.withTypeMeta, warnings: decoded.warnings)
@@ -403,6 +446,7 @@ final class APIHandler: Sendable {
             guard let kv = try await store.read(key) else {
                 if uidPrecondition != nil { throw uidPreconditionFailed("", revision: 0) }
                 guard T.info.allowCreateOnUpdate else { throw APIError.notFound(T.info, name) }
+                try await requireNamespace(T.self, namespace)
                 var candidate = object
                 candidate.metadata.resourceVersion = nil
                 prepareForCreate(&candidate)
@@ -426,7 +470,8 @@ final class APIHandler: Sendable {
             } else if let parsed = UInt64(sent) {
                 version = parsed
             } else {
-                throw APIError.conflict(T.info, name, "resourceVersion: Invalid value: \(goQuote(sent)): strconv.ParseUint: parsing \(goQuote(sent)): invalid syntax")
+                // The etcd3 store's plain error, which the apiserver reports as a 500 without a reason.
+                throw APIError(code: 500, reason: nil, message: "strconv.ParseUint: parsing \(goQuote(sent)): invalid syntax")
             }
             guard version != 0 else {
                 // The registry store reports this with the resource as the kind.
@@ -520,7 +565,7 @@ final class APIHandler: Sendable {
     /// Creates `default`, `kube-system`, `kube-public` and `kube-node-lease` when absent; retries until etcd
     /// answers (or the task is cancelled).
     func ensureSystemNamespaces() async {
-        var pending = ["default", "kube-system", "kube-public", "kube-node-lease"]
+        var pending = Self.systemNamespaces
         var backoff = Duration.milliseconds(200)
         while !pending.isEmpty && !Task.isCancelled {
             do {
@@ -531,6 +576,7 @@ final class APIHandler: Sendable {
                     _ = try await store.createIfAbsent(key, try store.encodeForStorage(namespace))
                     pending.removeFirst()
                 }
+                systemNamespacesCreated.withLock { $0 = true }
             } catch {
                 logger.debug("cannot create the system namespaces yet", metadata: ["error.message": "\(error)"])
                 try? await Task.sleep(for: backoff)
@@ -572,6 +618,8 @@ final class APIHandler: Sendable {
             }
             if value > 0 { limit = value }
         }
+        // `resourceVersion=0` is served from the watch cache, which ignores `limit`.
+        if request.query["resourceVersion"] == "0" && request.query["continue"] == nil { limit = nil }
         let prefix = store.collectionPrefix(T.self, namespace: namespace)
         var start: String?
         var revision: Int64 = 0

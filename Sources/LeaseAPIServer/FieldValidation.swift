@@ -112,9 +112,18 @@ struct FieldProblem: Sendable, Hashable {
 /// Finds unknown and duplicated fields in a JSON body, in the order they appear, as sigs.k8s.io/json's
 /// strict decoding does. Malformed JSON yields no problems (the ordinary decoder reports it).
 struct FieldScanner {
+    /// A scalar found in the body, with its path and JSON text (strings unescaped).
+    struct Scalar: Sendable {
+        enum Kind: Sendable { case string, number, bool, null, array, object }
+        var path: String
+        var kind: Kind
+        var text: String
+    }
+
     private let bytes: [UInt8]
     private var index = 0
     private var problems: [FieldProblem] = []
+    private var scalars: [Scalar] = []
 
     private init(_ bytes: [UInt8]) {
         self.bytes = bytes
@@ -122,12 +131,18 @@ struct FieldScanner {
 
     /// The problems in `bytes` against `schema`.
     static func problems(in bytes: [UInt8], schema: FieldSchema) -> [FieldProblem] {
+        scan(bytes, schema: schema).problems
+    }
+
+    /// The problems in `bytes` against `schema`, and every value with its path, in body order (arrays and
+    /// objects are listed as such, then their members).
+    static func scan(_ bytes: [UInt8], schema: FieldSchema) -> (problems: [FieldProblem], scalars: [Scalar]) {
         var scanner = FieldScanner(bytes)
         do {
             try scanner.value(schema, path: "")
-            return scanner.problems
+            return (scanner.problems, scanner.scalars)
         } catch {
-            return []
+            return ([], [])
         }
     }
 
@@ -142,6 +157,7 @@ struct FieldScanner {
         guard index < bytes.count else { throw Malformed() }
         switch bytes[index] {
         case UInt8(ascii: "{"):
+            scalars.append(Scalar(path: path, kind: .object, text: ""))
             index += 1
             var seen = Set<String>()
             skipSpace()
@@ -183,6 +199,7 @@ struct FieldScanner {
                 return
             }
         case UInt8(ascii: "["):
+            scalars.append(Scalar(path: path, kind: .array, text: ""))
             index += 1
             skipSpace()
             if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
@@ -210,7 +227,7 @@ struct FieldScanner {
                 return
             }
         case UInt8(ascii: "\""):
-            _ = try string()
+            scalars.append(Scalar(path: path, kind: .string, text: try string()))
         default:
             // A number, true, false or null.
             let start = index
@@ -219,6 +236,9 @@ struct FieldScanner {
                 index += 1
             }
             guard index > start else { throw Malformed() }
+            let text = String(decoding: bytes[start..<index], as: UTF8.self)
+            let kind: Scalar.Kind = text == "null" ? .null : (text == "true" || text == "false") ? .bool : .number
+            scalars.append(Scalar(path: path, kind: kind, text: text))
         }
     }
 

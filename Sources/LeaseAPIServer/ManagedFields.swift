@@ -65,6 +65,19 @@ struct ManagedFields {
         }
     }
 
+    /// Gives every entry that matches a stored one in all but its time the stored time.
+    mutating func keepTimes(of stored: ManagedFields) {
+        for index in entries.indices {
+            let entry = entries[index]
+            if let match = stored.entries.first(where: {
+                $0.manager == entry.manager && $0.operation == entry.operation && $0.apiVersion == entry.apiVersion
+                    && $0.fields == entry.fields && $0.extra == entry.extra
+            }) {
+                entries[index].time = match.time
+            }
+        }
+    }
+
     /// The JSON of `metadata.managedFields`; `nil` when there is no entry.
     var json: JSONValue? {
         guard !entries.isEmpty else { return nil }

@@ -52,10 +52,13 @@ protocol APIObject: Codable, Sendable, Hashable {
     static func schema(_ generation: LeaseAPIServer.Generation) -> FieldSchema
     /// Clears the fields that `generation` does not know (decoded by the shared model, never stored).
     mutating func dropUnknownFields(_ generation: LeaseAPIServer.Generation)
+    /// Fields whose Go types decide what a body may hold (path → type and Go's name for the field).
+    static func goFields(_ generation: LeaseAPIServer.Generation) -> [String: (type: GoDecoding.FieldType, goField: String)]
 }
 
 extension APIObject {
     mutating func prepareForCreate() {}
+    static func goFields(_ generation: LeaseAPIServer.Generation) -> [String: (type: GoDecoding.FieldType, goField: String)] { [:] }
     mutating func dropUnknownFields(_ generation: LeaseAPIServer.Generation) {}
 
     /// The object with its `apiVersion` and `kind` set (single objects and watch events carry them).
@@ -115,6 +118,21 @@ extension Lease: APIObject {
     }
 
     static func schema(_ generation: LeaseAPIServer.Generation) -> FieldSchema { .lease(generation) }
+
+    static func goFields(_ generation: LeaseAPIServer.Generation) -> [String: (type: GoDecoding.FieldType, goField: String)] {
+        var fields: [String: (type: GoDecoding.FieldType, goField: String)] = [
+            "spec.holderIdentity": (.string, "LeaseSpec.spec.holderIdentity"),
+            "spec.leaseDurationSeconds": (.int32, "LeaseSpec.spec.leaseDurationSeconds"),
+            "spec.acquireTime": (.microTime, "LeaseSpec.spec.acquireTime"),
+            "spec.renewTime": (.microTime, "LeaseSpec.spec.renewTime"),
+            "spec.leaseTransitions": (.int32, "LeaseSpec.spec.leaseTransitions"),
+        ]
+        if generation == .v1_31CoordinatedLeaderElection {
+            fields["spec.strategy"] = (.string, "LeaseSpec.spec.strategy")
+            fields["spec.preferredHolder"] = (.string, "LeaseSpec.spec.preferredHolder")
+        }
+        return fields
+    }
 
     /// In 1.26 `spec.strategy` and `spec.preferredHolder` do not exist: dropped, never stored.
     mutating func dropUnknownFields(_ generation: LeaseAPIServer.Generation) {

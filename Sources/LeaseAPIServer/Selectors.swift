@@ -124,6 +124,9 @@ struct LabelSelector: Sendable, Hashable {
                     if case .identifier(let text) = tokens[position] {
                         value = text
                         position += 1
+                    } else if tokens[position] != .comma && tokens[position] != .end {
+                        // `parseExactValue`.
+                        throw fail("found '\(tokens[position].text)', expected: identifier")
                     }
                     requirement = Requirement(key: key, op: op, values: [value])
                 case .identifier(let word) where word == "in" || word == "notin":

@@ -56,6 +56,7 @@ final class KubernetesFixture: Sendable {
         do {
             let client = try fixture.makeClient()
             do {
+                _ = try await client.createNamespace(fixture.namespace)   // the server enforces namespaces
                 _ = try await client.listLeases(namespace: fixture.namespace)
                 try await client.shutdown()
             } catch {

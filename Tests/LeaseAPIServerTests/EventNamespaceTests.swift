@@ -16,7 +16,7 @@ import Testing
 
     @Test func eventsAreCreatedWithGeneratedNamesAndListedByInvolvedObject() async throws {
         try await ServerFixture.with { fixture in
-            let namespace = uniqueNamespace()
+            let namespace = try await fixture.namespace()
             let path = "/api/v1/namespaces/\(namespace)/events"
             let created = try await fixture.request("POST", path, body: eventJSON(namespace: namespace, lease: "lock", message: "a became leader"))
             #expect(created.status == 201, "\(created)")
@@ -62,6 +62,7 @@ import Testing
             // Objects in it, and a namespace whose name starts the same (must survive).
             #expect(try await fixture.request("POST", leasesPath(name), body: leaseJSON("a")).status == 201)
             #expect(try await fixture.request("POST", leasesPath(name), body: leaseJSON("b")).status == 201)
+            #expect(try await fixture.request("POST", "/api/v1/namespaces", body: #"{"metadata":{"name":"\#(name)x"}}"#).status == 201)
             #expect(try await fixture.request("POST", leasesPath(name + "x"), body: leaseJSON("c")).status == 201)
             let event = #"{"metadata":{"name":"e"},"involvedObject":{"kind":"Lease","namespace":"\#(name)","name":"a"},"reason":"r"}"#
             #expect(try await fixture.request("POST", "/api/v1/namespaces/\(name)/events", body: event).status == 201)

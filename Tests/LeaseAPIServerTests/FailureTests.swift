@@ -7,7 +7,7 @@ import Testing
 @Suite struct FailureTests {
     @Test func garbageInEtcdIsAnInternalErrorAndTheServerKeepsServing() async throws {
         try await ServerFixture.with { fixture in
-            let namespace = uniqueNamespace()
+            let namespace = try await fixture.namespace()
             #expect(try await fixture.request("POST", leasesPath(namespace), body: leaseJSON("good")).status == 201)
             _ = try await fixture.etcd.put(Array((fixture.prefix + "/leases/\(namespace)/bad").utf8), [0xFF, 0x00, 0x13, 0x37])
 
@@ -39,7 +39,7 @@ import Testing
 
     @Test func etcdDownIsServiceUnavailableAndTheServerRecovers() async throws {
         try await ServerFixture.with(ownEtcd: true) { fixture in
-            let namespace = uniqueNamespace()
+            let namespace = try await fixture.namespace()
             #expect(try await fixture.request("POST", leasesPath(namespace), body: leaseJSON("x")).status == 201)
 
             await fixture.etcdServer.kill()
@@ -70,7 +70,7 @@ import Testing
 
     @Test func aWatchSurvivesAnEtcdRestart() async throws {
         try await ServerFixture.with(ownEtcd: true) { fixture in
-            let namespace = uniqueNamespace()
+            let namespace = try await fixture.namespace()
             let watch = try await fixture.watch(leasesPath(namespace))
             defer { watch.cancel() }
             var lease = try await fixture.request("POST", leasesPath(namespace), body: leaseJSON("x")).decode(Lease.self)

@@ -24,7 +24,7 @@ import Testing
 
     @Test func createReturns201WithServerFieldsAndStoresAtTheKubeKey() async throws {
         try await ServerFixture.with { fixture in
-            let namespace = uniqueNamespace()
+            let namespace = try await fixture.namespace()
             let body = leaseJSON("lock", labels: ["app": "demo"], extraMetadata: #""annotations":{"note":"kept"},"finalizers":["example.com/keep"]"#,
                                  extraSpec: #""acquireTime":"2024-05-01T10:00:00+00:00","renewTime":"2024-05-01T10:00:01.5Z","leaseTransitions":2"#)
             let response = try await fixture.request("POST", leasesPath(namespace), body: body)
@@ -62,7 +62,7 @@ import Testing
 
     @Test func createOfAnExistingLeaseIsAlreadyExists() async throws {
         try await ServerFixture.with { fixture in
-            let namespace = uniqueNamespace()
+            let namespace = try await fixture.namespace()
             #expect(try await fixture.request("POST", leasesPath(namespace), body: leaseJSON("x")).status == 201)
             let response = try await fixture.request("POST", leasesPath(namespace), body: leaseJSON("x"))
             #expect(response.status == 409)
@@ -73,7 +73,7 @@ import Testing
 
     @Test func replaceWithTheCurrentVersionSucceedsAndKeepsServerFields() async throws {
         try await ServerFixture.with { fixture in
-            let namespace = uniqueNamespace()
+            let namespace = try await fixture.namespace()
             let created = try await fixture.request("POST", leasesPath(namespace), body: leaseJSON("x")).decode(Lease.self)
             let version = try #require(created.metadata.resourceVersion)
             // The client sends another creationTimestamp and no uid: both keep their stored values.
@@ -97,7 +97,7 @@ import Testing
 
     @Test func replaceWithAStaleVersionIsConflict() async throws {
         try await ServerFixture.with { fixture in
-            let namespace = uniqueNamespace()
+            let namespace = try await fixture.namespace()
             let created = try await fixture.request("POST", leasesPath(namespace), body: leaseJSON("x")).decode(Lease.self)
             let version = try #require(created.metadata.resourceVersion)
             let first = try await fixture.request("PUT", leasesPath(namespace) + "/x", body: leaseJSON("x", resourceVersion: version, holder: "b"))
@@ -115,7 +115,7 @@ import Testing
 
     @Test func replaceOfAnExistingLeaseWithoutResourceVersionIsInvalid() async throws {
         try await ServerFixture.with { fixture in
-            let namespace = uniqueNamespace()
+            let namespace = try await fixture.namespace()
             #expect(try await fixture.request("POST", leasesPath(namespace), body: leaseJSON("x")).status == 201)
             let response = try await fixture.request("PUT", leasesPath(namespace) + "/x", body: leaseJSON("x", holder: "b"))
             #expect(response.status == 422)
@@ -131,7 +131,7 @@ import Testing
     @Test(arguments: [nil, "12345"])
     func replaceOfAMissingLeaseCreatesIt(resourceVersion: String?) async throws {
         try await ServerFixture.with { fixture in
-            let namespace = uniqueNamespace()
+            let namespace = try await fixture.namespace()
             let response = try await fixture.request("PUT", leasesPath(namespace) + "/new", body: leaseJSON("new", resourceVersion: resourceVersion))
             #expect(response.status == 201, "\(response)")
             let lease = try response.decode(Lease.self)
@@ -143,7 +143,7 @@ import Testing
 
     @Test func validationReportsEveryFieldAsACause() async throws {
         try await ServerFixture.with { fixture in
-            let response = try await fixture.request("POST", leasesPath(uniqueNamespace()), body: leaseJSON("x", duration: 0, transitions: -1))
+            let response = try await fixture.request("POST", leasesPath(try await fixture.namespace()), body: leaseJSON("x", duration: 0, transitions: -1))
             #expect(response.status == 422)
             #expect(try response.decode(Status.self) == failure(
                 422, "Invalid",
@@ -155,9 +155,23 @@ import Testing
         }
     }
 
+    @Test func writesInAMissingNamespaceAreNotFound() async throws {
+        try await ServerFixture.with { fixture in
+            let missing = uniqueNamespace("missing")
+            let created = try await fixture.request("POST", leasesPath(missing), body: leaseJSON("x"))
+            #expect(try created.decode(Status.self) == failure(
+                404, "NotFound", #"namespaces "\#(missing)" not found"#, .init(name: missing, kind: "namespaces")))
+            let replaced = try await fixture.request("PUT", leasesPath(missing) + "/x", body: leaseJSON("x"))
+            #expect(replaced.status == 404)
+            #expect(try await fixture.get(leasesPath(missing) + "/x").status == 404)
+            // The system namespaces exist from the start.
+            #expect(try await fixture.request("POST", leasesPath("kube-node-lease"), body: leaseJSON("node-a")).status == 201)
+        }
+    }
+
     @Test func gatedFieldsAreUnknownFieldsIn126() async throws {
         try await ServerFixture.with { fixture in
-            let namespace = uniqueNamespace()
+            let namespace = try await fixture.namespace()
             let body = leaseJSON("x", extraSpec: #""preferredHolder":"b","strategy":"OldestEmulationVersion""#)
             let created = try await fixture.request("POST", leasesPath(namespace), body: body)
             #expect(created.status == 201, "\(created)")
@@ -180,7 +194,7 @@ import Testing
 
     @Test func validationOfOneFieldHasNoBrackets() async throws {
         try await ServerFixture.with(generation: .v1_31CoordinatedLeaderElection) { fixture in
-            let namespace = uniqueNamespace()
+            let namespace = try await fixture.namespace()
             let preferred = try await fixture.request("POST", leasesPath(namespace), body: leaseJSON("x", extraSpec: #""preferredHolder":"b""#))
             #expect(preferred.status == 422)
             #expect(try preferred.decode(Status.self) == failure(
@@ -210,7 +224,7 @@ import Testing
 
     @Test func replaceValidatesAndProtectsTheUID() async throws {
         try await ServerFixture.with { fixture in
-            let namespace = uniqueNamespace()
+            let namespace = try await fixture.namespace()
             let created = try await fixture.request("POST", leasesPath(namespace), body: leaseJSON("x")).decode(Lease.self)
             let version = try #require(created.metadata.resourceVersion)
             let invalid = try await fixture.request("PUT", leasesPath(namespace) + "/x", body: leaseJSON("x", resourceVersion: version, duration: -3))
@@ -238,7 +252,7 @@ import Testing
 
     @Test func requestErrorsAreBadRequests() async throws {
         try await ServerFixture.with { fixture in
-            let namespace = uniqueNamespace()
+            let namespace = try await fixture.namespace()
             let mismatch = try await fixture.request("PUT", leasesPath(namespace) + "/x", body: leaseJSON("other"))
             #expect(mismatch.status == 400)
             #expect(try mismatch.decode(Status.self) == failure(400, "BadRequest", "the name of the object (other) does not match the name on the URL (x)"))
@@ -266,7 +280,7 @@ import Testing
 
     @Test func deleteAnswersASuccessStatusWithTheUID() async throws {
         try await ServerFixture.with { fixture in
-            let namespace = uniqueNamespace()
+            let namespace = try await fixture.namespace()
             let created = try await fixture.request("POST", leasesPath(namespace), body: leaseJSON("x")).decode(Lease.self)
             let response = try await fixture.request("DELETE", leasesPath(namespace) + "/x")
             #expect(response.status == 200)
@@ -282,7 +296,7 @@ import Testing
 
     @Test func deletePreconditionsAreChecked() async throws {
         try await ServerFixture.with { fixture in
-            let namespace = uniqueNamespace()
+            let namespace = try await fixture.namespace()
             let created = try await fixture.request("POST", leasesPath(namespace), body: leaseJSON("x")).decode(Lease.self)
             let wrong = try await fixture.request("DELETE", leasesPath(namespace) + "/x", body: #"{"preconditions":{"uid":"nope"}}"#)
             #expect(wrong.status == 409)

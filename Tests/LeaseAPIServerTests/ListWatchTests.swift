@@ -7,7 +7,7 @@ import Testing
 @Suite struct ListTests {
     @Test func listShapeIsLeaseListWithBareItems() async throws {
         try await ServerFixture.with { fixture in
-            let namespace = uniqueNamespace()
+            let namespace = try await fixture.namespace()
             for name in ["a", "b"] {
                 #expect(try await fixture.request("POST", leasesPath(namespace), body: leaseJSON(name)).status == 201)
             }
@@ -31,8 +31,8 @@ import Testing
 
     @Test func clusterWideListAndSelectors() async throws {
         try await ServerFixture.with { fixture in
-            let first = uniqueNamespace("one")
-            let second = uniqueNamespace("two")
+            let first = try await fixture.namespace("one")
+            let second = try await fixture.namespace("two")
             let objects: [(String, String, [String: String])] = [
                 (first, "a", ["app": "web", "tier": "front"]),
                 (first, "b", ["app": "db"]),
@@ -72,7 +72,7 @@ import Testing
 
     @Test func limitAndContinuePageThroughEverything() async throws {
         try await ServerFixture.with { fixture in
-            let namespace = uniqueNamespace()
+            let namespace = try await fixture.namespace()
             let names = (0..<5).map { "lease-\($0)" }
             for name in names {
                 #expect(try await fixture.request("POST", leasesPath(namespace), body: leaseJSON(name)).status == 201)
@@ -106,7 +106,7 @@ import Testing
 
     @Test func watchStreamsAddedModifiedDeletedInOrder() async throws {
         try await ServerFixture.with { fixture in
-            let namespace = uniqueNamespace()
+            let namespace = try await fixture.namespace()
             #expect(try await fixture.request("POST", leasesPath(namespace), body: leaseJSON("existing")).status == 201)
             let watch = try await fixture.watch(leasesPath(namespace))
             defer { watch.cancel() }
@@ -143,7 +143,7 @@ import Testing
 
     @Test func resumingFromAResourceVersionMissesNothing() async throws {
         try await ServerFixture.with { fixture in
-            let namespace = uniqueNamespace()
+            let namespace = try await fixture.namespace()
             var lease = try await fixture.request("POST", leasesPath(namespace), body: leaseJSON("x")).decode(Lease.self)
             let start = try #require(lease.metadata.resourceVersion)
             var expected: [String] = []
@@ -171,7 +171,7 @@ import Testing
 
     @Test func labelSelectorTransitionsBecomeAddedAndDeleted() async throws {
         try await ServerFixture.with { fixture in
-            let namespace = uniqueNamespace()
+            let namespace = try await fixture.namespace()
             let watch = try await fixture.watch(leasesPath(namespace) + "?labelSelector=role%3Dleader")
             defer { watch.cancel() }
             var lease = try await fixture.request("POST", leasesPath(namespace), body: leaseJSON("x")).decode(Lease.self)
@@ -195,8 +195,8 @@ import Testing
         try await ServerFixture.with { fixture in
             let watch = try await fixture.watch("/apis/coordination.k8s.io/v1/leases?resourceVersion=0")
             defer { watch.cancel() }
-            let first = uniqueNamespace()
-            let second = uniqueNamespace()
+            let first = try await fixture.namespace()
+            let second = try await fixture.namespace()
             #expect(try await fixture.request("POST", leasesPath(first), body: leaseJSON("a")).status == 201)
             #expect(try await fixture.request("POST", leasesPath(second), body: leaseJSON("b")).status == 201)
             #expect(try await fixture.request("DELETE", leasesPath(second) + "/b").status == 200)
@@ -209,7 +209,7 @@ import Testing
     @Test func timeoutSecondsEndsTheStream() async throws {
         try await ServerFixture.with { fixture in
             let started = ContinuousClock.now
-            let watch = try await fixture.watch(leasesPath(uniqueNamespace()) + "?timeoutSeconds=1")
+            let watch = try await fixture.watch(leasesPath(try await fixture.namespace()) + "?timeoutSeconds=1")
             #expect(await watch.waitForEnd(timeout: .seconds(15)))
             #expect(watch.failure == nil)
             #expect(ContinuousClock.now - started >= .seconds(1))
@@ -219,7 +219,7 @@ import Testing
 
     @Test func disconnectingStopsTheWatch() async throws {
         try await ServerFixture.with { fixture in
-            let namespace = uniqueNamespace()
+            let namespace = try await fixture.namespace()
             #expect(try await fixture.request("POST", leasesPath(namespace), body: leaseJSON("x")).status == 201)
             let watch = try await fixture.watch(leasesPath(namespace))
             _ = await watch.first(1)
@@ -234,7 +234,7 @@ import Testing
 
     @Test func shutdownEndsOpenWatches() async throws {
         try await ServerFixture.with { fixture in
-            let watch = try await fixture.watch(leasesPath(uniqueNamespace()))
+            let watch = try await fixture.watch(leasesPath(try await fixture.namespace()))
             try await eventually("the watch to open") { fixture.server.activeWatchCount == 1 }
             await fixture.server.shutdown()
             #expect(await watch.waitForEnd(timeout: .seconds(15)))
@@ -249,7 +249,7 @@ import Testing
 
     @Test func aCompactedResourceVersionEndsWithExpired() async throws {
         try await ServerFixture.with(ownEtcd: true) { fixture in
-            let namespace = uniqueNamespace()
+            let namespace = try await fixture.namespace()
             var lease = try await fixture.request("POST", leasesPath(namespace), body: leaseJSON("x")).decode(Lease.self)
             let old = try #require(lease.metadata.resourceVersion)
             for holder in ["b", "c", "d"] {

@@ -35,24 +35,26 @@ final class ServerFixture: Sendable {
     /// Runs `body` with a fixture on the shared etcd (or on a fresh etcd of its own, for tests that compact,
     /// kill or restart it), and tears everything down afterwards.
     static func with<T>(
-        ownEtcd: Bool = false, generation: LeaseAPIServer.Generation = .v1_26, _ body: (ServerFixture) async throws -> T
+        ownEtcd: Bool = false, generation: LeaseAPIServer.Generation = .v1_26, etcdPrefix: String? = nil,
+        _ body: (ServerFixture) async throws -> T
     ) async throws -> T {
         if ownEtcd {
             return try await EtcdServer.withServer(name: "lease-apiserver-tests") { etcdServer in
-                try await with(etcdServer, generation, body)
+                try await with(etcdServer, generation, etcdPrefix, body)
             }
         }
         return try await SharedEtcdServer.withServer { etcdServer in
-            try await with(etcdServer, generation, body)
+            try await with(etcdServer, generation, etcdPrefix, body)
         }
     }
 
     private static func with<T>(
-        _ etcdServer: EtcdServer, _ generation: LeaseAPIServer.Generation, _ body: (ServerFixture) async throws -> T
+        _ etcdServer: EtcdServer, _ generation: LeaseAPIServer.Generation, _ etcdPrefix: String?,
+        _ body: (ServerFixture) async throws -> T
     ) async throws -> T {
         let tls = try await EtcdTLS.shared()
         let etcd = try EtcdClient(configuration: .init(endpoints: [etcdServer.endpoint], requestTimeout: .seconds(5)))
-        let prefix = "/test-\(UUID().uuidString.lowercased())/registry"
+        let prefix = etcdPrefix ?? "/test-\(UUID().uuidString.lowercased())/registry"
         let server: LeaseAPIServer
         do {
             server = try await LeaseAPIServer.start(
@@ -92,6 +94,14 @@ final class ServerFixture: Sendable {
         try await send(http, method, baseURL + path, body: body, token: token)
     }
 
+    /// Creates a namespace with a unique name (the server enforces namespaces, as kube-apiserver does).
+    func namespace(_ label: String = "ns") async throws -> String {
+        let name = uniqueNamespace(label)
+        let response = try await request("POST", "/api/v1/namespaces", body: #"{"metadata":{"name":"\#(name)"}}"#)
+        guard response.status == 201 else { throw FixtureError("cannot create namespace \(name): \(response)") }
+        return name
+    }
+
     /// `GET`.
     func get(_ path: String, token: String? = ServerFixture.token) async throws -> TestResponse {
         try await request("GET", path, token: token)
@@ -107,6 +117,12 @@ final class ServerFixture: Sendable {
     func etcdValue(_ key: String) async throws -> EtcdKeyValue? {
         try await etcd.get(prefix + key)
     }
+}
+
+/// A fixture that could not be set up.
+struct FixtureError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
 }
 
 /// An HTTP client that trusts only `caFile`. (It retries a refused connection until `connectTimeout`.)
@@ -283,6 +299,13 @@ final class WatchLines: Sendable {
         var headers: [String: String] = [:]
         for (name, value) in response.headers { headers[name.lowercased()] = value }
         lines.head.withLock { $0 = (Int(response.status.code), headers) }
+        lines.startReading(response)
+        return lines
+    }
+
+    /// Reads `response`'s body in the background, one line at a time.
+    func startReading(_ response: HTTPClientResponse) {
+        let lines = self
         let task = Task {
             var pending: [UInt8] = []
             do {
@@ -300,7 +323,6 @@ final class WatchLines: Sendable {
             }
         }
         lines.task.withLock { $0 = task }
-        return lines
     }
 
     private func append(_ line: String) {
@@ -337,6 +359,11 @@ final class WatchLines: Sendable {
                          sourceLocation: sourceLocation)
         }
         return Array(lines.prefix(count))
+    }
+
+    /// Waits until at least `count` lines arrived or the response ended; returns whether that happened in time.
+    func waitForCount(_ count: Int, timeout: Duration) async -> Bool {
+        await changes.wait(timeout: timeout) { state.withLock { $0.lines.count >= count || $0.ended } }
     }
 
     /// Waits until the response ends; returns whether it did within `timeout`.
