@@ -384,12 +384,13 @@ struct KubernetesLockBackend: LeaseListingBackend {
         case .clientShutDown?: return .other
         case nil: break
         }
+        // An error made without the client's transport details (by hand, or by an older client).
         switch error.code {
         case .timeout: return .timeout
         case .unauthorized: return .unauthorized
         case .forbidden: return .forbidden
         case .invalidConfiguration: return .configuration
-        case .unavailable: return .unreachable
+        case .unavailable: return isTLS(error.message) ? .tls : .unreachable
         default: return .other
         }
     }

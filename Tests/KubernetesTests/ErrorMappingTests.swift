@@ -63,6 +63,7 @@ struct ErrorMappingTests {
             let error = await kubernetesError { _ = try await client.getLease(namespace: "default", name: "x") }
             #expect(error?.code == testCase.expected)
             #expect(error?.httpStatus == testCase.status)
+            #expect(error?.serverAnswered == true && error?.connection == nil, "an answer is not a connection failure")
             #expect(error?.isRetryable == testCase.retryable)
             if testCase.body.hasPrefix("{") {
                 #expect(error?.status?.code == testCase.status)
@@ -145,6 +146,18 @@ struct ErrorMappingTests {
             let error = await kubernetesError { _ = try await client.getLease(namespace: "default", name: "x") }
             #expect(error?.code == .unavailable)
             #expect(error?.isRetryable == true)
+            #expect(error?.connection == .incompleteResponse, "the server answered, then broke off")
+            #expect(error?.serverAnswered == false)
+        }
+    }
+
+    @Test func serverThatClosesBeforeAnsweringIsUnreachable() async throws {
+        try await withServerAndClient(handler: { _, writer in
+            await writer.close()
+        }) { _, client in
+            let error = await kubernetesError { _ = try await client.getLease(namespace: "default", name: "x") }
+            #expect(error?.code == .unavailable)
+            #expect(error?.connection == .unreachable, "nothing answered: \(String(describing: error))")
         }
     }
 
@@ -155,6 +168,7 @@ struct ErrorMappingTests {
             let error = await kubernetesError { _ = try await client.getLease(namespace: "default", name: "x") }
             #expect(error?.code == .timeout)
             #expect(error?.isRetryable == true)
+            #expect(error?.connection == .noResponseInTime)
         }
     }
 
@@ -178,6 +192,8 @@ struct ErrorMappingTests {
         try await withClient(KubernetesConfiguration(server: url, requestTimeout: .seconds(2))) { client in
             let error = await kubernetesError { _ = try await client.getLease(namespace: "default", name: "x") }
             #expect(error?.code == .unavailable)
+            #expect(error?.connection == .unreachable)
+            #expect(error?.message.contains("cannot reach") == true, "\(String(describing: error))")
         }
     }
 
@@ -195,6 +211,15 @@ struct ErrorMappingTests {
             let result = await task.result
             #expect(throws: CancellationError.self) { try result.get() }
         }
+    }
+
+    @Test func warningHeadersAreParsed() {
+        let first = #"299 - "unknown field \"spec.preferredHolder\"""#
+        let combined = #"299 - "unknown field \"spec.strategy\"", 299 - "a, comma""#
+        let warnings = APIWarning.parse(headerValues: [first, combined, "not a warning"])
+        #expect(warnings.map(\.text) == [#"unknown field "spec.preferredHolder""#, #"unknown field "spec.strategy""#, "a, comma"])
+        #expect(warnings.map(\.unknownField) == ["spec.preferredHolder", "spec.strategy", nil])
+        #expect(warnings.first?.code == 299 && warnings.first?.agent == "-")
     }
 
     @Test func statusClassificationWithoutHTTP() {
