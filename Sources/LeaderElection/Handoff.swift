@@ -6,10 +6,11 @@ public let handoffStrategy = "swift-leader-election/handoff"
 /// election `preferredHolder`.
 ///
 /// Writes `preferredHolder = candidate` (and ``handoffStrategy`` when the record has no `strategy`) by
-/// compare-and-swap, re-reading on conflict. The holder's ``LeaderElector`` notices on its next renewal (its
-/// cached-version write conflicts, so it reads the record), cancels and drains its work, then releases the lease
-/// keeping the name; the other candidates stand back for one lease duration, and `candidate` takes over. A
-/// candidate that acquires the lease clears the name.
+/// compare-and-swap, re-reading on conflict. The holder's ``LeaderElector`` learns of it as soon as its lock's change
+/// feed reports the write (without a feed, at its next renewal, whose cached-version write conflicts so that it
+/// reads the record), cancels and drains its work, then releases the lease keeping the name; the other candidates
+/// stand back for one lease duration, and `candidate`, woken by the release, takes over. A candidate that acquires
+/// the lease clears the name.
 ///
 /// What it does not do: wait for the hand-off, or check that `candidate` is running. If nobody with that
 /// identity campaigns, the others take part again one lease duration after the release.
