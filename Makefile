@@ -38,8 +38,9 @@ demo: bootstrap
 	$(SWIFT) build --product leasectl
 	$$($(SWIFT) build --show-bin-path)/leasectl demo
 
-# Release-builds lease-bench (own scratch path, so it never fights the debug build) and runs it: it starts its own
-# etcd, prints a Markdown table and writes bench/results.json (docs/performance.md). Extra flags: BENCH_ARGS="--rounds 7".
+# Release-builds lease-bench and leasectl (its *.handoff.leasectl scenarios run it) in their own scratch path, so it
+# never fights the debug build, and runs lease-bench: it starts its own etcd, prints a Markdown table and writes
+# bench/results.json (docs/performance.md). Extra flags: BENCH_ARGS="--rounds 7".
 # It also builds bench/go-clientv3 (Go's etcd client, from Debian's golang-etcd-server-dev, GOPATH mode, no
 # network) and passes it as --go-reference: the etcd latency rounds alternate with rounds of Go's client.
 BENCH_SCRATCH ?= .build-release
@@ -48,6 +49,7 @@ bench:
 	GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE=$(CURDIR)/$(BENCH_SCRATCH)/go-cache GOFLAGS=-trimpath \
 		go build -o $(BENCH_SCRATCH)/go-clientv3 ./bench/go-clientv3
 	$(SWIFT) build -c release --scratch-path $(BENCH_SCRATCH) --product lease-bench
+	$(SWIFT) build -c release --scratch-path $(BENCH_SCRATCH) --product leasectl
 	GRPC_VERBOSITY=NONE $$($(SWIFT) build -c release --scratch-path $(BENCH_SCRATCH) --show-bin-path)/lease-bench --output bench/results.json \
 		--go-reference $(BENCH_SCRATCH)/go-clientv3 $(BENCH_ARGS)
 

@@ -76,14 +76,25 @@ final class ChildProcess: @unchecked Sendable {
     }
 
     static func spawn(_ arguments: [String], environment: [String: String] = [:], reportLines: Bool = false) async throws -> ChildProcess {
+        try await spawn(executable: benchExecutable, ["--child"] + arguments, environment: environment, reportLines: reportLines)
+    }
+
+    /// This binary (`/proc/self/exe`).
+    static var benchExecutable: String {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    }
+
+    /// Starts `executable` (another program, such as `leasectl`) with `arguments`, dying with the bench as the
+    /// `--child` processes do.
+    static func spawn(executable: String, _ arguments: [String], environment: [String: String] = [:],
+                      reportLines: Bool = false) async throws -> ChildProcess {
         let process = Process()
-        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         if let setpriv = pdeathsigLauncher {
             process.executableURL = URL(fileURLWithPath: setpriv)
-            process.arguments = ["--pdeathsig", "KILL", "--", executable, "--child"] + arguments
+            process.arguments = ["--pdeathsig", "KILL", "--", executable] + arguments
         } else {
             process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = ["--child"] + arguments
+            process.arguments = arguments
         }
         var env = ProcessInfo.processInfo.environment
         for (key, value) in environment { env[key] = value }

@@ -114,6 +114,12 @@ enum LeaseBench {
                 + "p50 \(formatMillis(p.p50)) ms, p90 \(formatMillis(p.p90)), p99 \(formatMillis(p.p99)), max \(formatMillis(p.max)) "
                 + "over \(t.samples.count) samples; goal (\(t.goal)) \(t.withinGoal ? "met" : "NOT met")"
         }
+        if let h = result.leasectlHandOff {
+            let p = h.commandMillis
+            return "leasectl handoff --wait p50 \(formatMillis(p.p50)) ms, p99 \(formatMillis(p.p99)), max \(formatMillis(p.max)) over "
+                + "\(h.samples.count) samples (leasectl --help p50 \(formatMillis(h.noOpMillis.p50)) ms, get p50 \(formatMillis(h.getMillis.p50)) ms); "
+                + "goal (\(h.goal)) \(h.withinGoal ? "met" : "NOT met")"
+        }
         if let t = result.throughput {
             return "\(String(format: "%.0f", t.medianCallsPerSecond)) calls/s at \(t.concurrency) in flight (p50 \(formatMicros(t.medianLatencyMicros.p50)) µs)"
         }

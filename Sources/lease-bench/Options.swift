@@ -26,6 +26,10 @@ struct BenchOptions: Sendable, Codable {
     var handOffs = 50
     /// Crash takeovers timed by the Kubernetes takeover scenario (each waits out a 2 s lease).
     var takeovers = 10
+    /// `leasectl handoff --wait` runs timed by each `*.handoff.leasectl` scenario (issue 13).
+    var leasectlHandOffs = 20
+    /// The `leasectl` those scenarios run; by default the one next to this binary (`make bench` builds both).
+    var leasectl: String? = nil
     /// Issue-6 scenarios: followers next to the one leader (`*.followers.cN`).
     var followers = 100
     /// Length of the follower-load window, seconds.
@@ -62,6 +66,7 @@ struct BenchOptions: Sendable, Codable {
     static let minimumKubernetesRenewals = 100
     static let minimumHandOffs = 50
     static let minimumTakeovers = 10
+    static let minimumLeasectlHandOffs = 20
 
     /// Reasons why this configuration is below the documented minimums (empty when it is not).
     var belowMinimums: [String] {
@@ -78,6 +83,9 @@ struct BenchOptions: Sendable, Codable {
         }
         if handOffs < Self.minimumHandOffs { reasons.append("hand-offs \(handOffs) < \(Self.minimumHandOffs)") }
         if takeovers < Self.minimumTakeovers { reasons.append("takeovers \(takeovers) < \(Self.minimumTakeovers)") }
+        if leasectlHandOffs < Self.minimumLeasectlHandOffs {
+            reasons.append("leasectl hand-offs \(leasectlHandOffs) < \(Self.minimumLeasectlHandOffs)")
+        }
         if followers < 100 { reasons.append("followers \(followers) < 100") }
         if contenders < 100 { reasons.append("contenders \(contenders) < 100") }
         if scaleLeases < 10_000 { reasons.append("scale leases \(scaleLeases) < 10000") }
@@ -106,6 +114,10 @@ struct BenchOptions: Sendable, Codable {
                                    minimum 50)
           --takeovers N            crash takeovers (SIGKILLed leader process) timed by each *.takeover.crash
                                    scenario, ~3 s each (default 10; minimum 10)
+          --leasectl-handoffs N    `leasectl handoff --wait` runs timed by each *.handoff.leasectl
+                                   scenario, ~1 s each at most (default 20; minimum 20)
+          --leasectl PATH          the leasectl those scenarios run (default: the one next to this
+                                   binary; make bench builds it)
           --followers N            followers next to the leader in *.followers.cN (default 100)
           --follower-seconds S     follower-load window (default 20)
           --contenders N           candidates of *.contention.cN (default 100)
@@ -154,6 +166,8 @@ struct BenchOptions: Sendable, Codable {
             case "--k8s-renewals": options.kubernetesRenewals = try positive(argument)
             case "--handoffs": options.handOffs = try positive(argument)
             case "--takeovers": options.takeovers = try positive(argument)
+            case "--leasectl-handoffs": options.leasectlHandOffs = try positive(argument)
+            case "--leasectl": options.leasectl = try value(argument)
             case "--warmup":
                 let text = try value(argument)
                 guard let n = Int(text), n >= 0 else { throw BenchError("--warmup needs a non-negative integer, got \"\(text)\"") }

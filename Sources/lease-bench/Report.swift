@@ -38,6 +38,7 @@ struct BenchReport: Codable, Sendable {
         var comparedStatistic = "p50 latency"
         var kubernetesHandOff = KubernetesGoal.handOff
         var kubernetesTakeover = KubernetesGoal.takeover
+        var leasectlHandOff = LeasectlHandOffGoal.text
     }
 
     struct Failure: Codable, Sendable {
@@ -117,6 +118,7 @@ func markdown(_ report: BenchReport) -> String {
     }
     out += kubernetesMarkdown(report)
     out += floorMarkdown(report)
+    out += leasectlHandOffMarkdown(report)
     let checks = report.scenarios.flatMap { s in s.checks.map { (s.id, $0) } }
     if !checks.isEmpty {
         out.append("### Checks")
@@ -146,7 +148,7 @@ private func isKubernetes(_ scenario: ScenarioResult) -> Bool { scenario.id.hasP
 
 /// The Kubernetes section: lock and renewal latency, then hand-off and takeover times.
 private func kubernetesMarkdown(_ report: BenchReport) -> [String] {
-    let scenarios = report.scenarios.filter(isKubernetes)
+    let scenarios = report.scenarios.filter { isKubernetes($0) && $0.leasectlHandOff == nil }
     guard !scenarios.isEmpty else { return [] }
     var out: [String] = []
     out.append("### Kubernetes (LeaseAPIServer in this process: HTTPS, HTTP/1.1, bearer token; Leases in the same etcd)")
@@ -208,6 +210,37 @@ private func floorMarkdown(_ report: BenchReport) -> [String] {
         }
         out.append("")
     }
+    return out
+}
+
+/// Issue 13: `leasectl handoff --wait` against `leasectl elect` candidates, one row per backend, then where the
+/// time goes.
+private func leasectlHandOffMarkdown(_ report: BenchReport) -> [String] {
+    let scenarios = report.scenarios.filter { $0.leasectlHandOff != nil }
+    guard !scenarios.isEmpty else { return [] }
+    var out = ["### `leasectl handoff --wait` (issue 13: real `leasectl elect` candidates, the command timed from spawn to exit)", "",
+               "Milliseconds, nearest rank over the samples; the request is sent at a random point of the leader's 1 s renewal cycle.", "",
+               "| Scenario | Candidates | Lease / renew deadline / retry | Samples | p50 | p90 | p99 | max | Goal |",
+               "|---|--:|---|--:|--:|--:|--:|--:|---|"]
+    for s in scenarios {
+        let h = s.leasectlHandOff!
+        let p = h.commandMillis
+        let timing = "\(formatSeconds(h.leaseDurationSeconds)) / \(formatSeconds(h.renewDeadlineSeconds)) / \(formatSeconds(h.retryPeriodSeconds))"
+        out.append("| `\(s.id)` | \(h.candidates) | \(timing) | \(h.samples.count) | \(formatMillis(p.p50)) | \(formatMillis(p.p90)) | "
+            + "\(formatMillis(p.p99)) | \(formatMillis(p.max)) | \(h.goal): \(h.withinGoal ? "met" : "**not met**") |")
+    }
+    out.append("")
+    out.append("Where the time goes (p50 / max, ms; \"spawn\" is the start of `leasectl handoff --wait`; the candidates' event lines carry CLOCK_MONOTONIC):")
+    out.append("")
+    out.append("| Scenario | `leasectl --help` (start-up) | `leasectl get URL` (start-up + connect + read) | spawn → old leader's work stopped | spawn → target's startedLeading | target's startedLeading → exit (`--wait`) |")
+    out.append("|---|--:|--:|--:|--:|--:|")
+    func cell(_ p: Percentiles?) -> String { p.map { "\(formatMillis($0.p50)) / \(formatMillis($0.max))" } ?? "n/a" }
+    for s in scenarios {
+        let h = s.leasectlHandOff!
+        out.append("| `\(s.id)` | \(cell(h.noOpMillis)) | \(cell(h.getMillis)) | \(cell(h.leaderStoppedMillis)) | \(cell(h.targetLeadsMillis)) | "
+            + "\(cell(h.afterTargetLeadsMillis)) |")
+    }
+    out.append("")
     return out
 }
 

@@ -72,6 +72,8 @@ struct ScenarioResult: Codable, Sendable {
     /// The issue-6 scenarios' figures (renew cost, follower load, contention, scale, memory, hand-off and
     /// takeover on flock and etcd).
     var floor: FloorSummary?
+    /// `leasectl handoff --wait` against `leasectl elect` candidates (issue 13).
+    var leasectlHandOff: LeasectlHandOffSummary?
     var reference: ReferenceFigure?
     /// Measured median p50 / reference p50 (Go measured in this run when it ran).
     var ratioToReference: Double?
@@ -89,10 +91,12 @@ struct ScenarioResult: Codable, Sendable {
         throughput = measurement.throughput
         transition = measurement.transition
         floor = measurement.floor
+        leasectlHandOff = measurement.leasectlHandOff
         reference = measurement.reference
         checks = measurement.checks
         if let transition { withinGoal = transition.withinGoal }
         if let floor, let met = floor.withinGoal { withinGoal = (withinGoal ?? true) && met }
+        if let leasectlHandOff { withinGoal = (withinGoal ?? true) && leasectlHandOff.withinGoal }
         if let reference, let latency {
             let ratio = latency.medianLatencyMicros.p50 / reference.p50Micros
             ratioToReference = ratio
@@ -110,6 +114,7 @@ struct ScenarioMeasurement: Sendable {
     var throughput: ThroughputSummary? = nil
     var transition: TransitionSummary? = nil
     var floor: FloorSummary? = nil
+    var leasectlHandOff: LeasectlHandOffSummary? = nil
     /// What the median p50 is compared against, if anything.
     var reference: ReferenceFigure? = nil
     var checks: [Check] = []
@@ -134,9 +139,10 @@ struct Scenario: Sendable {
     let run: @Sendable (BenchContext) async throws -> ScenarioMeasurement
 }
 
-/// Every scenario, in the order they run: etcd, then Kubernetes.
+/// Every scenario, in the order they run: etcd, then Kubernetes, then the issue-6 figures on every backend, then
+/// `leasectl handoff --wait` on every backend (issue 13).
 func allScenarios(_ options: BenchOptions) -> [Scenario] {
-    etcdScenarios(options) + kubernetesScenarios(options) + floorScenarios(options)
+    etcdScenarios(options) + kubernetesScenarios(options) + floorScenarios(options) + leasectlHandOffScenarios(options)
 }
 
 /// One figure of an issue-6 scenario, with its goal when the issue sets one.
