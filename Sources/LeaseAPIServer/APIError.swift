@@ -94,6 +94,11 @@ struct APIError: Error, Sendable {
                         details: Status.Details())
     }
 
+    /// 415 `UnsupportedMediaType`.
+    static func unsupportedMediaType(_ message: String, details: Status.Details? = nil) -> APIError {
+        APIError(code: 415, reason: "UnsupportedMediaType", message: message, details: details)
+    }
+
     /// `NewRequestEntityTooLargeError`.
     static func requestEntityTooLarge(limit: Int) -> APIError {
         APIError(code: 413, reason: "RequestEntityTooLarge", message: "Request entity too large: limit is \(limit)")

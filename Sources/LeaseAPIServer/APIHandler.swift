@@ -156,11 +156,15 @@ final class APIHandler: Sendable {
             switch request.method {
             case .GET: return try await listOrWatch(T.self, namespace: namespace, request)
             case .POST: return .response(try await create(T.self, namespace: namespace, request))
+            case .DELETE: return .response(try await deleteCollection(T.self, namespace: namespace, request))
             default: throw APIError.methodNotAllowed(verb(request.method, collection: true), T.info)
             }
         }
         let name = rest[3]
         switch request.method {
+        case .POST: throw APIError.methodNotAllowed("create", nil)
+        case .PATCH where !Self.patchMediaTypes.contains(mediaType(request)):
+            throw APIError.unsupportedMediaType("415: Unsupported Media Type", details: Status.Details())
         case .GET: return .response(try await get(T.self, namespace: namespace, name: name))
         case .PUT: return .response(try await replace(T.self, namespace: namespace, name: name, request))
         case .DELETE: return .response(try await delete(T.self, namespace: namespace, name: name, request))
@@ -219,14 +223,25 @@ final class APIHandler: Sendable {
     func decodeBody<T: APIObject>(_ type: T.Type, _ request: HTTPRequest, options: String) throws -> DecodedBody<T> {
         let validation = try FieldValidation.parse(request.query["fieldValidation"], options: options)
         let info = T.info
-        let data = Data(request.body.readableBytesView)
+        var data = Data(request.body.readableBytesView)
+        switch mediaType(request) {
+        case "", "application/json":
+            break
+        case "application/yaml":
+            data = try YAMLSubset.json(from: data)
+        default:
+            throw APIError.unsupportedMediaType(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf")
+        }
+        // JSON `null` decodes as an empty object.
+        if String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) == "null" { data = Data("{\"metadata\":{}}".utf8) }
         let json: JSONValue
         do {
             json = try KubernetesJSON.decode(JSONValue.self, from: data)
         } catch {
             throw APIError.badRequest(
                 "the object provided is unrecognized (must be of type \(info.kind)): couldn't get version/kind; json parse error: "
-                    + "\(jsonParseError(error, data)) (\(summarize(data)))")
+                    + "\(FieldScanner.syntaxError(Array(data))) (\(summarize(data)))")
         }
         guard case .object(let fields) = json else {
             throw APIError.badRequest(
@@ -235,19 +250,36 @@ final class APIHandler: Sendable {
         }
         let apiVersion = fields["apiVersion"]?.stringValue ?? ""
         let kind = fields["kind"]?.stringValue ?? ""
-        if !apiVersion.isEmpty && apiVersion != info.apiVersion && (kind.isEmpty || kind == info.kind || !apiVersion.contains("/")) {
-            throw APIError.badRequest("the API version in the data (\(apiVersion)) does not match the expected API version (\(info.apiVersion))")
-        }
         let version = (apiVersion.isEmpty ? info.apiVersion : apiVersion).split(separator: "/").last.map(String.init) ?? info.version
+        let scheme = " in scheme \"kubernetes/pkg/api/legacyscheme/scheme.go:30\""
+        if !apiVersion.isEmpty && apiVersion != info.apiVersion {
+            if Self.registeredGroupVersions.contains(apiVersion) {
+                throw APIError.badRequest("the API version in the data (\(apiVersion)) does not match the expected API version (\(info.apiVersion))")
+            }
+            let named = kind.isEmpty ? info.kind : kind
+            throw APIError.badRequest(
+                "\(named) in version \(goQuote(version)) cannot be handled as a \(info.kind): no kind \(goQuote(named)) is registered for version \(goQuote(apiVersion))" + scheme)
+        }
         if !kind.isEmpty && kind != info.kind {
             throw APIError.badRequest(
-                "\(kind) in version \(goQuote(version)) cannot be handled as a \(info.kind): no kind \(goQuote(kind)) is registered for version \(goQuote(apiVersion.isEmpty ? info.apiVersion : apiVersion))")
+                "\(kind) in version \(goQuote(version)) cannot be handled as a \(info.kind): no kind \(goQuote(kind)) is registered for version \(goQuote(apiVersion.isEmpty ? info.apiVersion : apiVersion))" + scheme)
         }
         let (problems, scalars) = FieldScanner.scan(Array(data), schema: T.schema(generation))
         if let error = GoDecoding.firstError(scalars, fields: T.goFields(generation)) {
             throw APIError.badRequest("\(info.kind) in version \(goQuote(version)) cannot be handled as a \(info.kind): \(error)")
         }
+        if fields["metadata"] == nil || fields["metadata"] == .null,
+           var object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] {
+            // `metadata` is a struct in Go: absent, it is empty.
+            object["metadata"] = [String: Any]()
+            data = (try? JSONSerialization.data(withJSONObject: object)) ?? data
+        }
         var object: T
+        if problems.contains(where: { $0.kind == .duplicate }),
+           let lastWins = try? JSONSerialization.data(withJSONObject: JSONSerialization.jsonObject(with: data)) {
+            // Go's decoder keeps the last of duplicated keys.
+            data = lastWins
+        }
         do {
             object = try KubernetesJSON.decode(T.self, from: data)
         } catch {
@@ -279,14 +311,25 @@ final class APIHandler: Sendable {
         }
     }
 
-    private func jsonParseError(_ error: any Error, _ data: Data) -> String {
-        if data.isEmpty { return "unexpected end of JSON input" }
-        if case DecodingError.dataCorrupted(let context) = error, let underlying = context.underlyingError {
-            let text = "\(underlying)"
-            return text.isEmpty ? context.debugDescription : text
-        }
-        return describeDecodingError(error)
+    /// The patch types kube-apiserver takes (`Content-Type` of a PATCH).
+    static let patchMediaTypes: Set<String> = [
+        "application/json-patch+json", "application/merge-patch+json", "application/strategic-merge-patch+json",
+        "application/apply-patch+yaml",
+    ]
+
+    /// The request's `Content-Type` without parameters, lower case.
+    func mediaType(_ request: HTTPRequest) -> String {
+        request.headers.first(name: "Content-Type")?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased() ?? ""
     }
+
+    /// Group versions kube-apiserver's scheme knows (a body naming another is "no kind registered").
+    static let registeredGroupVersions: Set<String> = [
+        "v1", "apps/v1", "batch/v1", "policy/v1", "autoscaling/v1", "autoscaling/v2", "networking.k8s.io/v1",
+        "rbac.authorization.k8s.io/v1", "storage.k8s.io/v1", "coordination.k8s.io/v1", "coordination.k8s.io/v1beta1",
+        "events.k8s.io/v1", "events.k8s.io/v1beta1", "authentication.k8s.io/v1", "authorization.k8s.io/v1",
+        "apiextensions.k8s.io/v1", "admissionregistration.k8s.io/v1", "discovery.k8s.io/v1", "node.k8s.io/v1",
+        "scheduling.k8s.io/v1", "certificates.k8s.io/v1",
+    ]
 
     /// apiserver's `summarizeData`: the body, or its hex, cut to 30 bytes.
     private func summarize(_ data: Data) -> String {
@@ -484,7 +527,9 @@ final class APIHandler: Sendable {
             // `BeforeUpdate`: keep the uid when none is sent, and the creation time and generation always.
             if (candidate.metadata.uid ?? "").isEmpty { candidate.metadata.uid = old.metadata.uid }
             candidate.metadata.creationTimestamp = old.metadata.creationTimestamp
-            candidate.metadata.additionalFields["generation"] = old.metadata.additionalFields["generation"]
+            for field in ["generation", "deletionTimestamp", "deletionGracePeriodSeconds"] {
+                candidate.metadata.additionalFields[field] = old.metadata.additionalFields[field]
+            }
             let errors = candidate.validateUpdate(old: old)
             guard errors.isEmpty else { throw APIError.invalid(kind: T.info.kind, group: T.info.group, name: name, errors) }
             manage(&candidate, old: old, request)
@@ -494,6 +539,15 @@ final class APIHandler: Sendable {
             if unchanged == old.withTypeMeta {
                 return try Self.objectResponse(.ok, old.withTypeMeta, warnings: decoded.warnings)
             }
+            let finalizers = candidate.metadata.additionalFields["finalizers"]?.arrayValue ?? []
+            if candidate.metadata.additionalFields["deletionTimestamp"] != nil && finalizers.isEmpty {
+                // The last finalizer is gone from an object being deleted: it is deleted now, and the answer
+                // is the object as updated, with its old resourceVersion.
+                guard try await store.delete(key, ifModRevision: kv.modRevision) != nil else { throw APIError.conflict(T.info, name) }
+                candidate.metadata.additionalFields["finalizers"] = nil
+                candidate.metadata.resourceVersion = old.metadata.resourceVersion
+                return try Self.objectResponse(.ok, candidate.withTypeMeta, warnings: decoded.warnings)
+            }
             guard let revision = try await store.replace(key, try store.encodeForStorage(candidate), ifModRevision: kv.modRevision) else {
                 throw APIError.conflict(T.info, name)
             }
@@ -502,44 +556,127 @@ final class APIHandler: Sendable {
         }
     }
 
-    /// `DeleteOptions.preconditions`, when a body is sent.
+    /// `DeleteOptions`, when a body is sent.
     private struct DeleteOptions: Decodable {
         struct Preconditions: Decodable {
             var uid: String?
             var resourceVersion: String?
         }
         var preconditions: Preconditions?
+        var propagationPolicy: String?
+        var gracePeriodSeconds: Int64?
+        var dryRun: [String]?
     }
 
-    private func delete<T: APIObject>(_ type: T.Type, namespace: String?, name: String, _ request: HTTPRequest) async throws -> HTTPResponse {
-        var preconditions: DeleteOptions.Preconditions?
+    /// Reads and validates the DELETE body and `dryRun`.
+    private func deleteOptions(_ request: HTTPRequest) throws -> (options: DeleteOptions, dryRun: Bool) {
+        var options = DeleteOptions()
         if request.body.readableBytes > 0 {
             do {
-                preconditions = try KubernetesJSON.decode(DeleteOptions.self, from: Data(request.body.readableBytesView)).preconditions
+                options = try KubernetesJSON.decode(DeleteOptions.self, from: Data(request.body.readableBytesView))
             } catch {
                 throw APIError.badRequest("the body of the request was in an unknown format - accepted media types include: application/json")
             }
         }
+        if let policy = options.propagationPolicy, !["Foreground", "Background", "Orphan"].contains(policy) {
+            throw APIError.invalid(kind: "DeleteOptions", group: "meta.k8s.io", name: "",
+                                   [.notSupported("propagationPolicy", .string(policy), supported: ["Foreground", "Background", "Orphan", "nil"])])
+        }
+        var dryRun = try self.dryRun(request, options: "DeleteOptions")
+        if let values = options.dryRun, !values.isEmpty {
+            guard values == ["All"] else {
+                throw APIError.invalid(kind: "DeleteOptions", group: "meta.k8s.io", name: "",
+                                       [.notSupported("dryRun", .raw("[]string{" + values.map(goQuote).joined(separator: ", ") + "}"), supported: ["All"])])
+            }
+            dryRun = true
+        }
+        return (options, dryRun)
+    }
+
+    /// The finalizers a propagation policy leaves on an object being deleted (`shouldUpdateFinalizers`).
+    private static func finalizers(_ current: [String], policy: String?) -> [String] {
+        var result = current
+        switch policy {
+        case "Foreground":
+            result.removeAll { $0 == "orphan" }
+            if !result.contains("foregroundDeletion") { result.append("foregroundDeletion") }
+        case "Orphan":
+            result.removeAll { $0 == "foregroundDeletion" }
+            if !result.contains("orphan") { result.append("orphan") }
+        case "Background":
+            result.removeAll { $0 == "orphan" || $0 == "foregroundDeletion" }
+        default:
+            break
+        }
+        return result
+    }
+
+    private func delete<T: APIObject>(_ type: T.Type, namespace: String?, name: String, _ request: HTTPRequest) async throws -> HTTPResponse {
+        let (options, dryRun) = try deleteOptions(request)
         let key = store.key(T.self, namespace: namespace, name: name)
         while true {
             guard let kv = try await store.read(key) else { throw APIError.notFound(T.info, name) }
             let old = try store.decode(T.self, kv)
-            if let preconditions {
+            if let preconditions = options.preconditions {
                 func failed(_ detail: String) -> APIError {
-                    .conflict(T.info, name, "StorageError: invalid object, Code: 4, Key: \(key), ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: \(detail)")
+                    APIError(code: 409, reason: "Conflict",
+                             message: "Operation cannot be fulfilled on \(T.info.qualifiedKind) \(goQuote(name)): \(detail)",
+                             details: Status.Details(name: name, group: T.info.group.isEmpty ? nil : T.info.group, kind: T.info.kind))
                 }
                 if let uid = preconditions.uid, uid != (old.metadata.uid ?? "") {
-                    throw failed("UID in precondition: \(uid), UID in object meta: \(old.metadata.uid ?? "")")
+                    throw failed("the UID in the precondition (\(uid)) does not match the UID in record (\(old.metadata.uid ?? "")). The object might have been deleted and then recreated")
                 }
                 if let version = preconditions.resourceVersion, version != String(kv.modRevision) {
-                    throw failed("ResourceVersion in precondition: \(version), ResourceVersion in object meta: \(kv.modRevision)")
+                    throw failed("the ResourceVersion in the precondition (\(version)) does not match the ResourceVersion in record (\(kv.modRevision)). The object might have been modified")
                 }
             }
-            guard try await store.delete(key, ifModRevision: kv.modRevision) != nil else { continue }
+            // `BeforeDelete` / `updateForGracefulDeletionAndFinalizers`: an object with finalizers is only
+            // marked (deletionTimestamp, grace period 0) and stays until they are removed.
+            let current = old.metadata.additionalFields["finalizers"]?.arrayValue?.compactMap(\.stringValue) ?? []
+            let finalizers = Self.finalizers(current, policy: options.propagationPolicy)
+            let beingDeleted = old.metadata.additionalFields["deletionTimestamp"] != nil
+            if !finalizers.isEmpty {
+                if beingDeleted && finalizers == current { return try Self.objectResponse(.ok, old.withTypeMeta) }
+                var marked = old
+                marked.metadata.additionalFields["finalizers"] = .array(finalizers.map(JSONValue.string))
+                if !beingDeleted {
+                    marked.metadata.additionalFields["deletionTimestamp"] = .string(Self.timestampNow())
+                    marked.metadata.additionalFields["deletionGracePeriodSeconds"] = .number(0)
+                }
+                if dryRun { return try Self.objectResponse(.ok, marked.withTypeMeta) }
+                guard let revision = try await store.replace(key, try store.encodeForStorage(marked), ifModRevision: kv.modRevision) else {
+                    continue
+                }
+                marked.metadata.resourceVersion = String(revision)
+                return try Self.objectResponse(.ok, marked.withTypeMeta)
+            }
+            if !dryRun {
+                guard try await store.delete(key, ifModRevision: kv.modRevision) != nil else { continue }
+            }
             var status = Status(status: "Success", details: T.info.details(name: name, uid: old.metadata.uid), code: 200)
             status.code = nil   // the registry store's Status carries no code
             return try Self.objectResponse(.ok, status)
         }
+    }
+
+    /// `DELETE` on a collection: deletes every matching object and answers the list of what it deleted.
+    private func deleteCollection<T: APIObject>(_ type: T.Type, namespace: String, _ request: HTTPRequest) async throws -> HTTPResponse {
+        let (_, dryRun) = try deleteOptions(request)
+        let selectors = try Selectors(query: request.query, info: T.info)
+        let prefix = store.collectionPrefix(T.self, namespace: namespace)
+        let response = try await store.range(prefix: prefix)
+        var items: [T] = []
+        for kv in response.kvs {
+            let object = try store.decode(T.self, kv)
+            guard selectors.matches(object) else { continue }
+            if !dryRun {
+                guard try await store.delete(kv.keyString, ifModRevision: kv.modRevision) != nil else { continue }
+            }
+            items.append(object.withoutTypeMeta)
+        }
+        let list = KubernetesList(kind: T.info.listKind, apiVersion: T.info.apiVersion,
+                                  metadata: ListMeta(resourceVersion: String(response.header.revision)), items: items)
+        return try Self.objectResponse(.ok, list)
     }
 
     private static let undeletableNamespaces: Set<String> = ["default", "kube-system", "kube-public"]

@@ -148,6 +148,26 @@ struct FieldScanner {
 
     private struct Malformed: Error {}
 
+    /// Go's `encoding/json` syntax error for malformed `bytes` (`unexpected end of JSON input`, or the
+    /// first invalid character).
+    static func syntaxError(_ bytes: [UInt8]) -> String {
+        var scanner = FieldScanner(bytes)
+        do {
+            try scanner.value(.any, path: "")
+            scanner.skipSpace()
+            guard scanner.index < bytes.count else { return "unexpected end of JSON input" }
+            return "invalid character \(goCharacter(bytes[scanner.index])) after top-level value"
+        } catch {
+            scanner.skipSpace()
+            guard scanner.index < bytes.count else { return "unexpected end of JSON input" }
+            return "invalid character \(goCharacter(bytes[scanner.index])) looking for beginning of value"
+        }
+    }
+
+    private static func goCharacter(_ byte: UInt8) -> String {
+        byte == UInt8(ascii: "'") ? "'\\''" : "'\(Character(UnicodeScalar(byte)))'"
+    }
+
     private mutating func skipSpace() {
         while index < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[index]) { index += 1 }
     }

@@ -188,3 +188,11 @@ extension APIObject {
         (try? KubernetesJSON.decode(JSONValue.self, from: ServerJSON.encode(self))) ?? .null
     }
 }
+
+extension JSONValue {
+    /// The elements, when this is an array.
+    var arrayValue: [JSONValue]? {
+        if case .array(let items) = self { return items }
+        return nil
+    }
+}

@@ -25,6 +25,8 @@ struct ResourceInfo: Sendable {
 
     /// `coordination.k8s.io/v1`, or `v1` for the core group.
     var apiVersion: String { group.isEmpty ? version : "\(group)/\(version)" }
+    /// `Lease.coordination.k8s.io` (Go's `GroupKind.String()`).
+    var qualifiedKind: String { group.isEmpty ? kind : "\(kind).\(group)" }
     /// `leases.coordination.k8s.io` (Go's `GroupResource.String()`).
     var qualifiedResource: String { group.isEmpty ? resource : "\(resource).\(group)" }
 
@@ -136,7 +138,9 @@ extension Lease: APIObject {
 
     /// In 1.26 `spec.strategy` and `spec.preferredHolder` do not exist: dropped, never stored.
     mutating func dropUnknownFields(_ generation: LeaseAPIServer.Generation) {
-        guard generation == .v1_26, spec != nil else { return }
+        // `spec` is a struct in Go: absent or null, it is `{}`.
+        if spec == nil { spec = LeaseSpec() }
+        guard generation == .v1_26 else { return }
         spec?.strategy = nil
         spec?.preferredHolder = nil
     }
@@ -339,7 +343,7 @@ enum Validation {
     /// `IsQualifiedName`: an optional DNS subdomain prefix and `/`, then a name of at most 63 characters.
     static func qualifiedName(_ value: String) -> [String] {
         let parts = value.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
-        let qualifiedMessage = "a qualified name must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
+        let qualifiedMessage = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
         var errors: [String] = []
         let name: String
         switch parts.count {
@@ -354,7 +358,7 @@ enum Validation {
                 errors += dns1123Subdomain(prefix).map { "prefix part \($0)" }
             }
         default:
-            return [regexError(qualifiedMessage, qualifiedNameFormat, ["MyName", "my.name", "123-abc"])
+            return ["a qualified name " + regexError(qualifiedMessage, qualifiedNameFormat, ["MyName", "my.name", "123-abc"])
                 + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"]
         }
         if name.isEmpty {
@@ -374,6 +378,24 @@ enum Validation {
         return errors
     }
 
+    /// `IsValidLabelValue`.
+    static func labelValue(_ value: String) -> [String] {
+        var errors: [String] = []
+        if value.utf8.count > 63 { errors.append("must be no more than 63 characters") }
+        let bytes = Array(value.utf8)
+        func isAlnum(_ b: UInt8) -> Bool {
+            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(b) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(b)
+                || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(b)
+        }
+        if let first = bytes.first, let last = bytes.last,
+           !(isAlnum(first) && isAlnum(last) && bytes.allSatisfy { isAlnum($0) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") }) {
+            errors.append(regexError(
+                "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character",
+                "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?", ["MyValue", "my_value", "12345"]))
+        }
+        return errors
+    }
+
     /// `ValidateObjectMeta`: the name (a DNS subdomain, or a DNS label for namespaces) and the namespace.
     static func objectMeta(_ metadata: ObjectMeta, namespaced: Bool, nameIsLabel: Bool) -> [FieldError] {
         var errors: [FieldError] = []
@@ -384,6 +406,14 @@ enum Validation {
             for message in nameIsLabel ? dns1123Label(name) : dns1123Subdomain(name) {
                 errors.append(.invalid("metadata.name", .string(name), message))
             }
+        }
+        for key in (metadata.labels ?? [:]).keys.sorted() {
+            for message in qualifiedName(key) { errors.append(.invalid("metadata.labels", .string(key), message)) }
+            let value = metadata.labels?[key] ?? ""
+            for message in labelValue(value) { errors.append(.invalid("metadata.labels", .string(value), message)) }
+        }
+        for key in (metadata.annotations ?? [:]).keys.sorted() {
+            for message in qualifiedName(key.lowercased()) { errors.append(.invalid("metadata.annotations", .string(key), message)) }
         }
         let namespace = metadata.namespace ?? ""
         if namespaced {

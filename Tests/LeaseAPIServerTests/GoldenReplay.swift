@@ -368,7 +368,9 @@ final class GoldenReplay: @unchecked Sendable {
 
     /// Numbers inside a message that are resourceVersions we handed out.
     private func normalizeMessage(_ text: String) -> String {
-        let regex = try! NSRegularExpression(pattern: #"(?<![0-9$A-Za-z])[0-9]+(?![0-9])"#)
+        var text = text
+        for (uid, placeholder) in uidPlaceholders { text = text.replacingOccurrences(of: uid, with: placeholder) }
+        let regex = try! NSRegularExpression(pattern: #"(?<=\(|: |version )[0-9]+(?=\)|,| |$)"#)
         let ns = text as NSString
         var result = ""
         var last = 0

@@ -26,7 +26,7 @@ import Testing
         try await ServerFixture.with { fixture in
             let namespace = try await fixture.namespace()
             let body = leaseJSON("lock", labels: ["app": "demo"], extraMetadata: #""annotations":{"note":"kept"},"finalizers":["example.com/keep"]"#,
-                                 extraSpec: #""acquireTime":"2024-05-01T10:00:00+00:00","renewTime":"2024-05-01T10:00:01.5Z","leaseTransitions":2"#)
+                                 extraSpec: #""acquireTime":"2024-05-01T12:00:00.000000+02:00","renewTime":"2024-05-01T10:00:01.500000Z","leaseTransitions":2"#)
             let response = try await fixture.request("POST", leasesPath(namespace), body: body)
             #expect(response.status == 201, "\(response)")
             let lease = try response.decode(Lease.self)
@@ -38,7 +38,8 @@ import Testing
             #expect(created.range(of: #"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$"#, options: .regularExpression) != nil, "\(created)")
             #expect(lease.metadata.labels == ["app": "demo"] && lease.metadata.annotations == ["note": "kept"])
             #expect(lease.metadata.additionalFields["finalizers"] == .array([.string("example.com/keep")]))
-            // Spec times come back as MicroTime: six fractional digits and Z, whatever the client sent.
+            // Spec times come back as MicroTime in UTC: six fractional digits and Z (kube accepts only six digits,
+            // but any offset).
             let spec = try #require(response.json["spec"] as? [String: Any])
             #expect(spec["acquireTime"] as? String == "2024-05-01T10:00:00.000000Z")
             #expect(spec["renewTime"] as? String == "2024-05-01T10:00:01.500000Z")
