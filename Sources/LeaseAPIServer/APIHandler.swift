@@ -39,9 +39,18 @@ final class APIHandler: Sendable {
         if let namespace = Self.namespace(inPath: request.path) {
             namespaceRequestCounts.withLock { $0[namespace, default: [:]][kind, default: 0] += 1 }
         }
+        guard let format = OutputFormat.negotiate(request.headers.first(name: "Accept")) else {
+            return .response(Self.statusResponse(OutputFormat.notAcceptable))
+        }
         do {
-            return try await route(request)
+            switch try await route(request) {
+            case .response(let response):
+                return .response(format.render(response, includeObject: request.query["includeObject"]))
+            case .watch(let stream):
+                return .watch(stream)
+            }
         } catch let error as APIError {
+            if format == .yaml { return .response(format.render(Self.statusResponse(error), includeObject: nil)) }
             return .response(Self.statusResponse(error))
         } catch {
             return .response(Self.statusResponse(.etcd(error, "\(request.method.rawValue) \(request.path)")))
@@ -105,6 +114,10 @@ final class APIHandler: Sendable {
         case .anonymous:
             guard Self.publicPaths.contains(request.segments) else { throw APIError.unauthorized }
         }
+        // HEAD, OPTIONS and other methods are no Kubernetes verbs.
+        guard [HTTPMethod.GET, .POST, .PUT, .PATCH, .DELETE].contains(request.method) else {
+            throw APIError.methodNotAllowed(request.method.rawValue, nil)
+        }
         let s = request.segments
         // A segment that decodes to something with a slash, or to a dot path, names nothing.
         guard !s.contains(where: { $0.contains("/") || $0 == "." || $0 == ".." }) else { throw APIError.pathNotFound }
@@ -139,6 +152,30 @@ final class APIHandler: Sendable {
         throw APIError.pathNotFound
     }
 
+    /// PATCH: the patch applied to the stored object, then written as an update of the version read.
+    private func patch<T: APIObject>(_ type: T.Type, namespace: String?, name: String, _ request: HTTPRequest) async throws -> HTTPResponse {
+        guard mediaType(request) != "application/apply-patch+yaml" else {
+            // Server-side apply is not implemented.
+            throw APIError.unsupportedMediaType("415: Unsupported Media Type", details: Status.Details())
+        }
+        let key = store.key(T.self, namespace: namespace, name: name)
+        guard let kv = try await store.read(key) else { throw APIError.notFound(T.info, name) }
+        let current = try store.decode(T.self, kv).withTypeMeta.jsonValue
+        let body: JSONValue
+        do {
+            body = try KubernetesJSON.decode(JSONValue.self, from: Data(request.body.readableBytesView))
+        } catch {
+            throw APIError.badRequest("error decoding patch: \(FieldScanner.syntaxError(Array(request.body.readableBytesView)))")
+        }
+        let patched = mediaType(request) == "application/json-patch+json"
+            ? try Patch.apply(current, operations: body)
+            : Patch.merge(current, body)
+        var update = request
+        update.body = ByteBuffer(bytes: try ServerJSON.encode(patched))
+        update.headers.replaceOrAdd(name: "Content-Type", value: "application/json")
+        return try await replace(T.self, namespace: namespace, name: name, update)
+    }
+
     private func requireGet(_ request: HTTPRequest) throws {
         guard request.method == .GET else { throw APIError.methodNotAllowed(request.method.rawValue, nil) }
     }
@@ -165,6 +202,7 @@ final class APIHandler: Sendable {
         case .POST: throw APIError.methodNotAllowed("create", nil)
         case .PATCH where !Self.patchMediaTypes.contains(mediaType(request)):
             throw APIError.unsupportedMediaType("415: Unsupported Media Type", details: Status.Details())
+        case .PATCH: return .response(try await patch(T.self, namespace: namespace, name: name, request))
         case .GET: return .response(try await get(T.self, namespace: namespace, name: name))
         case .PUT: return .response(try await replace(T.self, namespace: namespace, name: name, request))
         case .DELETE: return .response(try await delete(T.self, namespace: namespace, name: name, request))
@@ -738,7 +776,7 @@ final class APIHandler: Sendable {
         return .response(try await list(T.self, namespace: namespace, request))
     }
 
-    private func parseBool(_ text: String, _ name: String) throws -> Bool {
+    func parseBool(_ text: String, _ name: String) throws -> Bool {
         switch text {
         case "1", "t", "T", "true", "TRUE", "True": return true
         case "", "0", "f", "F", "false", "FALSE", "False": return false

@@ -22,15 +22,16 @@ enum Discovery {
         case ["apis", "coordination.k8s.io", "v1"]:
             return """
                 {"kind":"APIResourceList","apiVersion":"v1","groupVersion":"coordination.k8s.io/v1","resources":[\
-                {"name":"leases","singularName":"lease","namespaced":true,"kind":"Lease",\
-                "verbs":["create","delete","get","list","update","watch"]}]}
+                {"name":"leases","singularName":"","namespaced":true,"kind":"Lease",\
+                "verbs":["create","delete","deletecollection","get","list","patch","update","watch"],\
+                "storageVersionHash":"gqkMMb/YqFM="}]}
                 """
         case ["api", "v1"]:
             return """
                 {"kind":"APIResourceList","groupVersion":"v1","resources":[\
-                {"name":"events","singularName":"event","namespaced":true,"kind":"Event",\
-                "verbs":["create","delete","get","list","update","watch"],"shortNames":["ev"]},\
-                {"name":"namespaces","singularName":"namespace","namespaced":false,"kind":"Namespace",\
+                {"name":"events","singularName":"","namespaced":true,"kind":"Event",\
+                "verbs":["create","delete","deletecollection","get","list","patch","update","watch"],"shortNames":["ev"]},\
+                {"name":"namespaces","singularName":"","namespaced":false,"kind":"Namespace",\
                 "verbs":["create","delete","get","list","watch"],"shortNames":["ns"]}]}
                 """
         default:

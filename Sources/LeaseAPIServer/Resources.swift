@@ -54,11 +54,14 @@ protocol APIObject: Codable, Sendable, Hashable {
     static func schema(_ generation: LeaseAPIServer.Generation) -> FieldSchema
     /// Clears the fields that `generation` does not know (decoded by the shared model, never stored).
     mutating func dropUnknownFields(_ generation: LeaseAPIServer.Generation)
+    /// The fields an empty object of the type serializes besides its metadata (Go structs are never omitted).
+    static var bookmarkFields: [String: JSONValue] { get }
     /// Fields whose Go types decide what a body may hold (path → type and Go's name for the field).
     static func goFields(_ generation: LeaseAPIServer.Generation) -> [String: (type: GoDecoding.FieldType, goField: String)]
 }
 
 extension APIObject {
+    static var bookmarkFields: [String: JSONValue] { [:] }
     mutating func prepareForCreate() {}
     static func goFields(_ generation: LeaseAPIServer.Generation) -> [String: (type: GoDecoding.FieldType, goField: String)] { [:] }
     mutating func dropUnknownFields(_ generation: LeaseAPIServer.Generation) {}
@@ -120,6 +123,8 @@ extension Lease: APIObject {
     }
 
     static func schema(_ generation: LeaseAPIServer.Generation) -> FieldSchema { .lease(generation) }
+
+    static var bookmarkFields: [String: JSONValue] { ["spec": .object([:])] }
 
     static func goFields(_ generation: LeaseAPIServer.Generation) -> [String: (type: GoDecoding.FieldType, goField: String)] {
         var fields: [String: (type: GoDecoding.FieldType, goField: String)] = [

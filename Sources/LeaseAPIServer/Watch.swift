@@ -31,9 +31,10 @@ extension APIHandler {
             }
             startRevision = version + 1
         }
+        let bookmarks = try request.query["allowWatchBookmarks"].map { try parseBool($0, "allowWatchBookmarks") } ?? false
         let session = WatchSession<T>(
             store: store, namespace: namespace, prefix: prefix, selectors: selectors, initial: initial,
-            startRevision: startRevision, counter: watches)
+            startRevision: startRevision, counter: watches, bookmarks: bookmarks)
         let limit = timeout
         return .watch(WatchStream { emit in try await session.run(timeout: limit, emit: emit) })
     }
@@ -51,6 +52,8 @@ struct WatchSession<T: APIObject>: Sendable {
     /// The first etcd revision to deliver.
     let startRevision: Int64
     let counter: WatchCounter
+    /// `allowWatchBookmarks`: a `BOOKMARK` event 2 s before the timeout, as kube's watch cache sends.
+    let bookmarks: Bool
 
     func run(timeout: Duration?, emit: @escaping @Sendable (ByteBuffer) async throws -> Void) async throws {
         counter.increment()
@@ -59,10 +62,31 @@ struct WatchSession<T: APIObject>: Sendable {
             group.addTask { try await stream(emit) }
             if let timeout {
                 group.addTask { try await Task.sleep(for: timeout) }
+                if bookmarks && timeout > .seconds(2) {
+                    group.addTask {
+                        try await Task.sleep(for: timeout - .seconds(2))
+                        try await emit(try await bookmark())
+                        try await Task.sleep(for: .seconds(3600))   // the timeout ends the watch, not this task
+                    }
+                }
             }
             _ = try await group.next()
             group.cancelAll()
         }
+    }
+
+    /// `{"type":"BOOKMARK","object":{…"metadata":{"resourceVersion":N,"creationTimestamp":null}…}}`, at the
+    /// store's current revision (never older than an event already sent).
+    private func bookmark() async throws -> ByteBuffer {
+        let revision = try await store.call("reading the revision") { try await store.etcd.status().header.revision }
+        var object: [String: JSONValue] = [
+            "kind": .string(T.info.kind), "apiVersion": .string(T.info.apiVersion),
+            "metadata": .object(["resourceVersion": .string(String(revision)), "creationTimestamp": .null]),
+        ]
+        for (key, value) in T.bookmarkFields { object[key] = value }
+        var buffer = ByteBuffer(bytes: try ServerJSON.encode(JSONValue.object(["type": .string("BOOKMARK"), "object": .object(object)])))
+        buffer.writeInteger(UInt8(ascii: "\n"))
+        return buffer
     }
 
     private func line(_ event: WatchEvent<T>) throws -> ByteBuffer {

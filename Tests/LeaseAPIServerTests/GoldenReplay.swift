@@ -298,12 +298,14 @@ final class GoldenReplay: @unchecked Sendable {
         })
     }
 
-    private func normalizeList(_ list: OrderedJSON, fromContinue: Bool) -> OrderedJSON {
+    private func normalizeList(_ list: OrderedJSON, fromContinue: Bool, single: Bool) -> OrderedJSON {
         .object(list.members.map { key, value in
             switch key {
             case "metadata":
                 return (key, .object(value.members.map { field, member in
                     switch (field, member) {
+                    case ("resourceVersion", .string(let rv)) where single:
+                        return (field, .string(rvPlaceholder(rv)))
                     case ("resourceVersion", .string(let rv)):
                         if fromContinue, let previous = listRVs.last(where: { $0.value == rv }) {
                             return (field, .string(previous.placeholder))
@@ -357,8 +359,11 @@ final class GoldenReplay: @unchecked Sendable {
         json.mapStrings(normalizeText)
     }
 
+    private static let cacheOldest = try! NSRegularExpression(pattern: #"(too old resource version: [0-9]+ \()[0-9]+(\))"#)
+    private static let cacheCurrent = try! NSRegularExpression(pattern: #"(Too large resource version: [0-9]+, current: )[0-9]+"#)
+
     func normalizeText(_ text: String) -> String {
-        var text = text
+        var text = Self.normalizeCache(text)
         for (uid, placeholder) in uidPlaceholders { text = text.replacingOccurrences(of: uid, with: placeholder) }
         for (name, placeholder) in genNames { text = text.replacingOccurrences(of: name, with: placeholder) }
         text = text.replacingOccurrences(of: ServerFixture.token, with: "$ADMIN_TOKEN")
@@ -366,9 +371,37 @@ final class GoldenReplay: @unchecked Sendable {
         return text
     }
 
+    /// The watch cache's revisions in `too old` / `Too large` messages.
+    static func normalizeCache(_ text: String) -> String {
+        var text = text
+        text = Self.cacheOldest.stringByReplacingMatches(in: text, range: NSRange(location: 0, length: (text as NSString).length), withTemplate: "$1\\$CACHE_OLDEST_RV$2")
+        text = Self.cacheCurrent.stringByReplacingMatches(in: text, range: NSRange(location: 0, length: (text as NSString).length), withTemplate: "$1\\$CACHE_CURRENT_RV")
+        return text
+    }
+
+    /// A YAML body of ours: resourceVersions, uids and times as in JSON bodies.
+    private func normalizeRaw(_ text: String) -> String {
+        var lines: [String] = []
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) {
+            var line = line
+            if let match = line.range(of: #"(resourceVersion): "([0-9]+)"$"#, options: .regularExpression) {
+                let value = String(line[match]).split(separator: "\"")[1]
+                line = line.replacingCharacters(in: match, with: "resourceVersion: \"\(rvPlaceholder(String(value)))\"")
+            } else if let match = line.range(of: #"(creationTimestamp|deletionTimestamp|time): "[^"]*"$"#, options: .regularExpression) {
+                let key = String(line[match]).split(separator: ":")[0]
+                line = line.replacingCharacters(in: match, with: "\(key): \"$TIME\"")
+            } else if let match = line.range(of: #"uid: [0-9a-f-]{36}$"#, options: .regularExpression) {
+                let uid = String(String(line[match]).dropFirst(5))
+                line = line.replacingCharacters(in: match, with: "uid: \(uidPlaceholder(uid))")
+            }
+            lines.append(line)
+        }
+        return normalizeText(lines.joined(separator: "\n"))
+    }
+
     /// Numbers inside a message that are resourceVersions we handed out.
     private func normalizeMessage(_ text: String) -> String {
-        var text = text
+        var text = Self.normalizeCache(text)
         for (uid, placeholder) in uidPlaceholders { text = text.replacingOccurrences(of: uid, with: placeholder) }
         let regex = try! NSRegularExpression(pattern: #"(?<=\(|: |version )[0-9]+(?=\)|,| |$)"#)
         let ns = text as NSString
@@ -384,10 +417,11 @@ final class GoldenReplay: @unchecked Sendable {
     }
 
     /// A response body of ours, normalized the way the README normalizes the recorder's.
-    func normalize(_ body: OrderedJSON, fromContinue: Bool = false) -> OrderedJSON {
+    func normalize(_ body: OrderedJSON, fromContinue: Bool = false, single: Bool = false) -> OrderedJSON {
         var json = body
         if json["items"] != nil || json["kind"]?.string == "Table" {
-            json = normalizeList(json, fromContinue: fromContinue)
+            // A Table of one object (GET by name) carries the object's resourceVersion.
+            json = normalizeList(json, fromContinue: fromContinue, single: single && json["kind"]?.string == "Table")
             json = normalizeTable(json)
         } else if json["type"] != nil, let object = json["object"] {
             let type = json["type"]?.string
@@ -521,7 +555,7 @@ final class GoldenReplay: @unchecked Sendable {
             return
         }
         if let raw = expected["raw"]?.string {
-            let ours = normalizeText(String(decoding: bytes, as: UTF8.self))
+            let ours = normalizeRaw(String(decoding: bytes, as: UTF8.self))
             if ours != raw { differ(step, .body, "raw ours \(ours.prefix(300)), recorded \(raw.prefix(300))") }
             return
         }
@@ -541,7 +575,9 @@ final class GoldenReplay: @unchecked Sendable {
             values[placeholder] = name
         }
         let fromContinue = request["query"]?["continue"] != nil
-        let normalized = normalize(ours, fromContinue: fromContinue)
+        let path = request["path"]?.string ?? ""
+        let single = !["leases", "events", "namespaces"].contains(path.split(separator: "/").last.map(String.init) ?? "")
+        let normalized = normalize(ours, fromContinue: fromContinue, single: single)
         if normalized.value != body.value {
             differ(step, .body, "ours \(normalized.text.prefix(1500)), recorded \(body.text.prefix(1500))")
         }
@@ -595,8 +631,20 @@ final class GoldenReplay: @unchecked Sendable {
             let oursValues = oursDeduplicated.map { ($0.afterStep, (try? OrderedJSON.parse(Array($0.line.utf8)).value) ?? .string($0.line)) }
             let expectedValues = expected.map { ($0.afterStep, $0.line.value) }
             if oursValues.count != expectedValues.count || zip(oursValues, expectedValues).contains(where: { $0.0 != $1.0 || $0.1 != $1.1 }) {
-                let describe: ([(Int, String)]) -> String = { $0.map { "after \($0.0): \($0.1.prefix(400))" }.joined(separator: " | ") }
-                differ(start, .watch, "\(id) ours [\(describe(oursDeduplicated.map { ($0.afterStep, $0.line) }))], recorded [\(describe(expected.map { ($0.afterStep, $0.line.text) }))]")
+                let describe: ([(Int, String)]) -> String = { lines in
+                    lines.map { step, text in
+                        let json = try? OrderedJSON.parse(Array(text.utf8))
+                        let type = json?["type"]?.string ?? "?"
+                        let object = json?["object"]
+                        let summary = "\(type) \(object?["metadata"]?["name"]?.string ?? object?["message"]?.string ?? "")@\(object?["metadata"]?["resourceVersion"]?.string ?? "")"
+                        return "after \(step): \(summary)"
+                    }.joined(separator: " | ")
+                }
+                var detail = "\(id) ours [\(describe(oursDeduplicated.map { ($0.afterStep, $0.line) }))], recorded [\(describe(expected.map { ($0.afterStep, $0.line.text) }))]"
+                if let index = Array(zip(oursValues, expectedValues)).firstIndex(where: { $0.0 != $1.0 || $0.1 != $1.1 }) {
+                    detail += "; first difference at line \(index + 1): ours \(oursDeduplicated[index].line.prefix(1500)), recorded \(expected[index].line.text.prefix(1500))"
+                }
+                differ(start, .watch, detail)
             }
         }
     }
