@@ -203,7 +203,7 @@ final class APIHandler: Sendable {
         case .PATCH where !Self.patchMediaTypes.contains(mediaType(request)):
             throw APIError.unsupportedMediaType("415: Unsupported Media Type", details: Status.Details())
         case .PATCH: return .response(try await patch(T.self, namespace: namespace, name: name, request))
-        case .GET: return .response(try await get(T.self, namespace: namespace, name: name))
+        case .GET: return .response(try await get(T.self, namespace: namespace, name: name, request))
         case .PUT: return .response(try await replace(T.self, namespace: namespace, name: name, request))
         case .DELETE: return .response(try await delete(T.self, namespace: namespace, name: name, request))
         default: throw APIError.methodNotAllowed(verb(request.method, collection: false), T.info)
@@ -219,7 +219,7 @@ final class APIHandler: Sendable {
             }
         }
         switch request.method {
-        case .GET: return .response(try await get(NamespaceObject.self, namespace: nil, name: name))
+        case .GET: return .response(try await get(NamespaceObject.self, namespace: nil, name: name, request))
         case .DELETE: return .response(try await deleteNamespace(name))
         default: throw APIError.methodNotAllowed(verb(request.method, collection: false), NamespaceObject.info)
         }
@@ -396,7 +396,10 @@ final class APIHandler: Sendable {
 
     // MARK: - Verbs
 
-    private func get<T: APIObject>(_ type: T.Type, namespace: String?, name: String) async throws -> HTTPResponse {
+    private func get<T: APIObject>(_ type: T.Type, namespace: String?, name: String, _ request: HTTPRequest) async throws -> HTTPResponse {
+        if let requested = request.query["resourceVersion"], !requested.isEmpty, requested != "0" {
+            _ = try await notNewerThanStore(requested)   // then served from the newest state, as the watch cache does
+        }
         let key = store.key(T.self, namespace: namespace, name: name)
         guard let kv = try await store.read(key) else { throw APIError.notFound(T.info, name) }
         return try Self.objectResponse(.ok, try store.decode(T.self, kv).withTypeMeta)
@@ -762,8 +765,48 @@ final class APIHandler: Sendable {
 
     // MARK: - Lists
 
+    /// A resourceVersion no newer than the store's: kube's watch cache waits up to 3 s for a newer one, then
+    /// answers 504 `Too large resource version`.
+    func notNewerThanStore(_ requested: String) async throws -> Int64 {
+        guard let version = Int64(requested), version > 0 else {
+            throw APIError.badRequest("resourceVersion: Invalid value: \(goQuote(requested)): strconv.ParseUint: parsing \(goQuote(requested)): invalid syntax")
+        }
+        var current = try await store.call("reading the revision") { try await store.etcd.status().header.revision }
+        if version > current {
+            try await Task.sleep(for: .seconds(3))
+            current = try await store.call("reading the revision") { try await store.etcd.status().header.revision }
+        }
+        guard version <= current else {
+            throw APIError(code: 504, reason: "Timeout", message: "Timeout: Too large resource version: \(version), current: \(current)",
+                           details: Status.Details(causes: [Status.Cause(reason: "ResourceVersionTooLarge", message: "Too large resource version")],
+                                                   retryAfterSeconds: 1))
+        }
+        return version
+    }
+
+    /// Decodes a `continue` token, with kube's errors.
+    static func continueToken(_ text: String) throws -> ContinueToken {
+        let prefix = "invalid continue token: continue key is not valid: "
+        guard let data = Data(base64URLEncoded: text) else {
+            throw APIError.badRequest(prefix + "illegal base64 data at input byte 0")
+        }
+        guard let token = try? JSONDecoder().decode(ContinueToken.self, from: data) else {
+            let first = data.first { ![0x20, 0x09, 0x0A, 0x0D].contains($0) }
+            let character = first.map { byte -> String in
+                if byte >= 0x20 && byte < 0x7F { return String(Character(UnicodeScalar(byte))) }
+                let scalar = byte < 0x80 ? Int(byte) : Int(byte)
+                return String(format: "\\u%04x", scalar)
+            } ?? ""
+            throw APIError.badRequest(prefix + "invalid character '\(character)' looking for beginning of value")
+        }
+        guard token.v == "meta.k8s.io/v1", token.rv > 0 || token.rv == -1 else {
+            throw APIError.badRequest(prefix + "incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
+        }
+        return token
+    }
+
     /// A `continue` token: kube's format (base64url of `{"v":"meta.k8s.io/v1","rv":N,"start":"<key suffix>"}`).
-    private struct ContinueToken: Codable {
+    struct ContinueToken: Codable {
         var v: String
         var rv: Int64
         var start: String
@@ -793,19 +836,32 @@ final class APIHandler: Sendable {
             }
             if value > 0 { limit = value }
         }
+        let requested = request.query["resourceVersion"] ?? ""
+        let match = request.query["resourceVersionMatch"] ?? ""
+        if !match.isEmpty && requested.isEmpty {
+            throw APIError.invalid(kind: "ListOptions", group: "meta.k8s.io", name: "",
+                                   [.forbidden("resourceVersionMatch", "resourceVersionMatch is forbidden unless resourceVersion is provided")])
+        }
+        if !match.isEmpty && match != "Exact" && match != "NotOlderThan" {
+            throw APIError.invalid(kind: "ListOptions", group: "meta.k8s.io", name: "",
+                                   [.notSupported("resourceVersionMatch", .string(match), supported: ["Exact", "NotOlderThan"])])
+        }
         // `resourceVersion=0` is served from the watch cache, which ignores `limit`.
-        if request.query["resourceVersion"] == "0" && request.query["continue"] == nil { limit = nil }
+        if requested == "0" && request.query["continue"] == nil { limit = nil }
         let prefix = store.collectionPrefix(T.self, namespace: namespace)
         var start: String?
         var revision: Int64 = 0
+        if !requested.isEmpty && requested != "0" {
+            let version = try await notNewerThanStore(requested)
+            // Exact, or a resourceVersion with a limit (and no NotOlderThan), is read from etcd at that
+            // revision; otherwise the watch cache serves its newest state.
+            if match == "Exact" || (limit != nil && match != "NotOlderThan") { revision = version }
+        }
         if let text = request.query["continue"], !text.isEmpty {
-            guard let data = Data(base64URLEncoded: text),
-                  let token = try? JSONDecoder().decode(ContinueToken.self, from: data), token.v == "meta.k8s.io/v1", token.rv > 0
-            else {
-                throw APIError.badRequest("invalid continue token: continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
-            }
+            let token = try Self.continueToken(text)
             start = prefix + token.start
-            revision = token.rv
+            // rv -1 is the token a 410 offered: it continues at the newest revision.
+            if token.rv != -1 { revision = token.rv }
         }
         let response: EtcdRangeResponse
         do {
@@ -813,8 +869,15 @@ final class APIHandler: Sendable {
             response = try await store.etcd.range(
                 start.map { Array($0.utf8) } ?? prefixBytes, rangeEnd: etcdPrefixEnd(prefixBytes), revision: revision)
         } catch let error as EtcdError where revision != 0 && error.code == .compacted {
-            throw APIError.expired(
-                "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.")
+            if let start {
+                // The expired continue token: 410, offering a token that continues inconsistently.
+                let token = ContinueToken(v: "meta.k8s.io/v1", rv: -1, start: String(start.dropFirst(prefix.count)))
+                var status = APIError.expired(
+                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.").status
+                status.metadata = ListMeta(continue: try ServerJSON.encode(token).base64URLEncodedString())
+                return .json(.gone, Array(try ServerJSON.encode(status)))
+            }
+            throw APIError.expired("The resourceVersion for the provided list is too old.")
         } catch {
             throw APIError.etcd(error, "listing \(prefix)")
         }

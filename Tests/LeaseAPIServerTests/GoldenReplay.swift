@@ -441,6 +441,14 @@ final class GoldenReplay: @unchecked Sendable {
                     return (key, .object(value.members.map { $0.0 == "uid" ? ($0.0, .string(uidPlaceholder($0.1.string ?? ""))) : $0 }))
                 case "message":
                     return (key, .string(normalizeMessage(value.string ?? "")))
+                case "metadata":
+                    return (key, .object(value.members.map { field, member in
+                        guard field == "continue", let token = member.string else { return (field, member) }
+                        let placeholder = continuePlaceholders[token] ?? "$CONTINUE\(continuePlaceholders.count + 1)"
+                        continuePlaceholders[token] = placeholder
+                        values[placeholder] = token
+                        return (field, .string(placeholder))
+                    }))
                 default:
                     return (key, value)
                 }
