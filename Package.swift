@@ -303,7 +303,7 @@ let package = Package(
         ),
         .testTarget(
             name: "LeasectlTests",
-            dependencies: ["EtcdTesting", "KubernetesTesting", "leasectl", "metrics-worker-example", "FileLock", "LeaderElection"],
+            dependencies: ["EtcdTesting", "KubernetesTesting", "LeaseAPIServer", "leasectl", "metrics-worker-example", "FileLock", "LeaderElection"],
             swiftSettings: swiftSettings
         ),
     ]
