@@ -423,17 +423,23 @@ public final class KubernetesLock: ResourceLock {
         }
     }
 
+    /// The ``LeaderElectionError`` for `error`: a status the API server answered is named with its HTTP code
+    /// ("the API server answered HTTP 500: …"), a transport failure keeps the client's plain description.
     private func mapped(_ error: KubernetesError) -> LeaderElectionError {
-            switch error.code {
-            case .notFound: return LeaderElectionError.notFound("\(description): \(error.message)")
-            case .alreadyExists: return LeaderElectionError.alreadyExists("\(description): \(error.message)")
-            case .conflict: return LeaderElectionError.conflict("\(description): \(error.message)")
-            case .unauthorized, .forbidden: return LeaderElectionError.unauthorized("\(description): \(error.message)")
-            case .invalid, .badRequest, .invalidConfiguration:
-                return LeaderElectionError.invalidConfiguration("\(description): the API server rejected the request: \(error.message)")
-            case .timeout: return LeaderElectionError.timeout("\(description): \(error.message)")
-            default: return LeaderElectionError.unavailable("\(description): \(error)")
+        switch error.code {
+        case .notFound: return LeaderElectionError.notFound("\(description): \(error.message)")
+        case .alreadyExists: return LeaderElectionError.alreadyExists("\(description): \(error.message)")
+        case .conflict: return LeaderElectionError.conflict("\(description): \(error.message)")
+        case .unauthorized, .forbidden: return LeaderElectionError.unauthorized("\(description): \(error.message)")
+        case .invalid, .badRequest, .invalidConfiguration:
+            return LeaderElectionError.invalidConfiguration("\(description): the API server rejected the request: \(error.message)")
+        case .timeout: return LeaderElectionError.timeout("\(description): \(error.message)")
+        default:
+            if let status = error.httpStatus {
+                return LeaderElectionError.unavailable("\(description): the API server answered HTTP \(status): \(error.message)")
             }
+            return LeaderElectionError.unavailable("\(description): \(error.message)")
+        }
     }
 }
 

@@ -15,6 +15,11 @@ struct HandoffCommand: AsyncParsableCommand {
             takes over, and ID clears the name when it acquires. If ID is not campaigning, the others take \
             part again after that lease duration.
 
+            On kubernetes:// Leases the name goes into spec.preferredHolder where the API server keeps it \
+            (Kubernetes 1.31+ with the CoordinatedLeaderElection feature gate); servers that drop that field \
+            (earlier versions, or the gate off) are detected from their answer, and the name goes into the \
+            annotation leader-election.swift-server.dev/preferred-holder instead.
+
             With --wait, polls the record every 100 ms until ID holds the lease (or --timeout passes).
 
             Examples:
