@@ -25,18 +25,22 @@ import Synchronization
 ///   `Warning: 299 - "unknown field \"spec.preferredHolder\""` header, and the same `resourceVersion` when
 ///   nothing else changed). There they are carried in two Lease annotations, which every server keeps:
 ///   ``preferredHolderAnnotation`` (`leader-election.swift-server.dev/preferred-holder`) and
-///   ``strategyAnnotation`` (`leader-election.swift-server.dev/strategy`).
+///   ``strategyAnnotation`` (`leader-election.swift-server.dev/strategy`), with ``handoffTermAnnotation``
+///   (`leader-election.swift-server.dev/handoff-term`) naming the `leaseTransitions` they were written in.
 ///
-/// The lock finds out from the server's own answer, never from a version number: it writes the spec fields
-/// until an answer to a write that carried them comes back without them (or with an `unknown field` warning
-/// for them). It then remembers that this server drops them, at once re-writes the same record with the
-/// annotations by compare-and-swap on the version the server returned (so a hand-off is never silently
-/// lost), and carries them as annotations from then on. Reads (``get()``, ``recordChanges()``, and
-/// ``record(_:)-swift.type.method`` for listings) take each field from the spec, or from its annotation when the spec has
-/// none. Every write removes the annotation of a field it leaves unset, so a cleared hand-off stays cleared.
-/// Candidates that know nothing of the annotations (client-go, other libraries) contend for the Lease as
-/// usual and keep the annotations when they renew (client-go PUTs the object it read); they merely do not
-/// see a hand-off request.
+/// The lock finds out from the server's own answer, never from a version number. Until it knows, a write
+/// that carries the hand-off fields puts them in the spec **and** in the annotations, so that nothing is lost
+/// even for a moment on a server that drops them. If the answer comes back without the spec fields (or with
+/// an `unknown field` warning for them), the lock remembers that this server drops them and writes only the
+/// annotations from then on (should the answer lack the annotations too, it re-writes the record by
+/// compare-and-swap on the version the server returned); if the answer keeps them, it writes only the spec
+/// fields from then on and removes the annotations. Reads (``get()``, ``recordChanges()``, and
+/// ``record(_:)-swift.type.method`` for listings) take each field from the spec, or from its annotation when
+/// the spec has none and the Lease is still in the term the annotations name. Every write removes the
+/// annotations of fields it leaves unset, so a cleared hand-off stays cleared. Candidates that know nothing of
+/// the annotations (client-go, other libraries) contend for the Lease as usual and keep the annotations when
+/// they renew (client-go PUTs the object it read); they merely do not see a hand-off request, and when one of
+/// them takes the Lease over (a new term), the annotated hand-off no longer applies.
 ///
 /// - ``create(_:)`` is a POST (409 `AlreadyExists` → ``LeaderElectionError/Code/alreadyExists``).
 /// - ``update(_:expecting:)`` is one PUT carrying `resourceVersion` = the expected version and the Lease's
@@ -118,12 +122,17 @@ public final class KubernetesLock: ResourceLock {
     public static let preferredHolderAnnotation = "leader-election.swift-server.dev/preferred-holder"
     /// The annotation carrying `strategy` on servers that drop `spec.strategy`.
     public static let strategyAnnotation = "leader-election.swift-server.dev/strategy"
+    /// The annotation naming the term (`spec.leaseTransitions`) the annotated hand-off was written in. Readers
+    /// take the hand-off annotations only while the Lease is still in that term, so that a candidate that
+    /// knows nothing of them (client-go) and takes the Lease over leaves no stale hand-off behind.
+    public static let handoffTermAnnotation = "leader-election.swift-server.dev/handoff-term"
 
     /// Where the hand-off fields go.
     enum HandoffCarrier: Equatable {
-        /// In the spec; `confirmed` once the server has returned them.
+        /// In the spec. Until the server has `confirmed` that it keeps them (by returning them), in the
+        /// annotations as well, so that a write to a server that drops them loses nothing even for a moment.
         case spec(confirmed: Bool)
-        /// In the annotations: the server dropped the spec fields.
+        /// Only in the annotations: the server dropped the spec fields.
         case annotations
     }
 
@@ -222,14 +231,15 @@ public final class KubernetesLock: ResourceLock {
     }
 
     /// Checks the server's answer to a write of `spec` (sent as `sent`, with the hand-off fields where `carrier`
-    /// put them). When the answer shows the server dropped `spec.strategy`/`spec.preferredHolder`, switches
-    /// this lock to annotations and re-writes the record so by compare-and-swap on the returned version.
+    /// put them). When the answer shows the server dropped `spec.strategy`/`spec.preferredHolder`, this lock
+    /// carries them in annotations from then on; if the answer lacks those annotations too, it re-writes the
+    /// record so by compare-and-swap on the returned version, so that the hand-off is never lost.
     /// - Returns: the version of the Lease as finally stored.
     private func settle(
         _ answer: KubernetesResponse<Lease>, sent: Lease, spec: LeaseSpec, carrier: HandoffCarrier
     ) async throws -> LockVersion {
         let stored = answer.object
-        guard case .spec = carrier, spec.strategy != nil || spec.preferredHolder != nil else {
+        guard case .spec(let confirmed) = carrier, spec.strategy != nil || spec.preferredHolder != nil else {
             cached.withLock { $0 = stored }
             return try version(of: stored)
         }
@@ -237,7 +247,7 @@ public final class KubernetesLock: ResourceLock {
         let dropped = (spec.preferredHolder != nil && (stored.spec?.preferredHolder != spec.preferredHolder || warned.contains("spec.preferredHolder")))
             || (spec.strategy != nil && (stored.spec?.strategy != spec.strategy || warned.contains("spec.strategy")))
         guard dropped else {
-            self.carrier.withLock { $0 = .spec(confirmed: true) }
+            if !confirmed { self.carrier.withLock { $0 = .spec(confirmed: true) } }
             cached.withLock { $0 = stored }
             return try version(of: stored)
         }
@@ -245,37 +255,51 @@ public final class KubernetesLock: ResourceLock {
         logger.info(
             "the API server dropped spec.strategy/spec.preferredHolder (Kubernetes before 1.31, or without the CoordinatedLeaderElection feature gate); carrying them in annotations",
             metadata: [
-                "lock.annotations": "\(Self.preferredHolderAnnotation), \(Self.strategyAnnotation)",
+                "lock.annotations": "\(Self.preferredHolderAnnotation), \(Self.strategyAnnotation), \(Self.handoffTermAnnotation)",
                 "k8s.warnings": "\(answer.warnings.map(\.text).joined(separator: "; "))",
             ])
-        // Re-issue the write with the annotations, on the version the server returned (the same one when the
-        // dropped fields were all that changed), so that the hand-off is not lost.
         var again = stored
         prepare(&again, spec: spec, carrier: .annotations)
+        if again.metadata.annotations == stored.metadata.annotations {
+            // The same write carried the annotations: nothing was lost.
+            cached.withLock { $0 = stored }
+            return try version(of: stored)
+        }
+        // Re-issue the write with the annotations, on the version the server returned (the same one when the
+        // dropped fields were all that changed).
         let rewritten = try await replace(again)
         cached.withLock { $0 = rewritten.object }
         return try version(of: rewritten.object)
     }
 
-    /// Writes `spec` into `lease` with the hand-off fields where `carrier` says, removes the annotation of a
-    /// field left unset (or carried in the spec), and merges the configured labels and owner references.
+    /// Writes `spec` into `lease` with the hand-off fields where `carrier` says (the annotations name the term
+    /// they belong to), removes the annotations of fields left unset (or confirmed kept in the spec), and
+    /// merges the configured labels and owner references.
     private func prepare(_ lease: inout Lease, spec: LeaseSpec, carrier: HandoffCarrier) {
-        var spec = spec
-        var annotations = lease.metadata.annotations ?? [:]
+        var written = spec
+        let annotate: Bool
         switch carrier {
         case .annotations:
+            annotate = true
+            written.preferredHolder = nil
+            written.strategy = nil
+        case .spec(let confirmed):
+            annotate = !confirmed
+        }
+        var annotations = lease.metadata.annotations ?? [:]
+        if annotate && (spec.preferredHolder != nil || spec.strategy != nil) {
             annotations[Self.preferredHolderAnnotation] = spec.preferredHolder
             annotations[Self.strategyAnnotation] = spec.strategy
-            spec.preferredHolder = nil
-            spec.strategy = nil
-        case .spec:
+            annotations[Self.handoffTermAnnotation] = String(spec.leaseTransitions ?? 0)
+        } else {
             annotations[Self.preferredHolderAnnotation] = nil
             annotations[Self.strategyAnnotation] = nil
+            annotations[Self.handoffTermAnnotation] = nil
         }
         if annotations != (lease.metadata.annotations ?? [:]) {
             lease.metadata.annotations = annotations.isEmpty ? nil : annotations
         }
-        lease.spec = spec
+        lease.spec = written
         mergeLabels(into: &lease)
     }
 
@@ -346,10 +370,13 @@ public final class KubernetesLock: ResourceLock {
     /// The record `lease` holds, or `nil` when its spec names a holder without a positive duration:
     /// ``record(_:)-swift.type.method`` of its spec, with `strategy` and `preferredHolder` taken from
     /// ``strategyAnnotation`` and ``preferredHolderAnnotation`` where the spec has none (servers that drop the
-    /// spec fields).
+    /// spec fields), while ``handoffTermAnnotation`` names the Lease's current `leaseTransitions`.
     public static func record(_ lease: Lease) -> LeaderElectionRecord? {
         guard var record = record(lease.spec) else { return nil }
         let annotations = lease.metadata.annotations ?? [:]
+        // A hand-off annotated in an earlier term was left behind by a writer that does not know the
+        // annotations (it took the Lease over): it no longer applies.
+        guard annotations[handoffTermAnnotation] == String(record.leaseTransitions) else { return record }
         if record.preferredHolder?.isEmpty ?? true, let preferred = annotations[preferredHolderAnnotation], !preferred.isEmpty {
             record.preferredHolder = preferred
         }

@@ -49,6 +49,7 @@ import Testing
                 "note": "kept",
                 KubernetesLock.preferredHolderAnnotation: "b",
                 KubernetesLock.strategyAnnotation: handoffStrategy,
+                KubernetesLock.handoffTermAnnotation: "1",
             ])
             #expect(stored.metadata.labels == ["app": "demo", "team": "x"])
             #expect(stored.metadata.resourceVersion != before.version.rawValue, "the hand-off is a real write")
@@ -87,13 +88,20 @@ import Testing
             #expect(!operator_.carriesHandoffInAnnotations)
             let stored = try await env.client.getLease(namespace: env.namespace, name: "spec")
             #expect(stored.spec?.preferredHolder == "b" && stored.spec?.strategy == handoffStrategy)
-            #expect(stored.metadata.annotations?[KubernetesLock.preferredHolderAnnotation] == nil)
             #expect(try await leader.get()?.record.preferredHolder == "b")
+            // The first write did not know yet and carried the annotations too; once the server has shown that it
+            // keeps the spec fields, the lock writes only those and removes the annotations.
+            _ = try await requestHandoff(on: operator_, to: "c")
+            let again = try await env.client.getLease(namespace: env.namespace, name: "spec")
+            #expect(again.spec?.preferredHolder == "c")
+            #expect(again.metadata.annotations?[KubernetesLock.preferredHolderAnnotation] == nil, "\(String(describing: again.metadata.annotations))")
+            #expect(again.metadata.annotations?[KubernetesLock.handoffTermAnnotation] == nil)
+            #expect(try await leader.get()?.record.preferredHolder == "c")
         }
     }
 
     @Test(.enabled(if: local, "needs the local LeaseAPIServer to choose the server generation"))
-    func aCreateCarryingAHandOffIsRewrittenWithAnnotations() async throws {
+    func aCreateCarryingAHandOffKeepsItInAnnotations() async throws {
         try await KubernetesTestEnvironment.with(generation: .v1_26) { env in
             let a = try lock(env, "created", "a")
             let version = try await a.create(record("a", preferred: "b"))
@@ -126,25 +134,33 @@ import Testing
     }
 
     /// A client-go candidate knows nothing of the annotations: it PUTs the object it read with its own spec.
-    /// It contends as usual, keeps the annotations, and the hand-off is still visible to our candidates.
+    /// It contends as usual and keeps the annotations while it renews its term; once another term begins
+    /// (it took the Lease over), the annotated hand-off no longer applies.
     @Test(.enabled(if: local, "needs the local LeaseAPIServer to choose the server generation"))
     func aWriterThatKnowsNothingOfTheAnnotationsContendsSafely() async throws {
         try await KubernetesTestEnvironment.with(generation: .v1_26) { env in
             let a = try lock(env, "mixed", "a")
-            _ = try await a.create(record("a"))
+            _ = try await a.create(record("go-c", transitions: 3))
             _ = try await requestHandoff(on: try lock(env, "mixed", "operator"), to: "swift-b")
             // client-go's LeaseLock.Update: the cached object with the spec replaced, guarded by its version.
-            var lease = try await env.client.getLease(namespace: env.namespace, name: "mixed")
-            let stale = lease
-            lease.spec = LeaseSpec(holderIdentity: "go-c", leaseDurationSeconds: 15, acquireTime: .now(), renewTime: .now(), leaseTransitions: 2)
-            let goWrote = try await env.client.replaceLease(lease, namespace: env.namespace)
-            #expect(goWrote.metadata.annotations?[KubernetesLock.preferredHolderAnnotation] == "swift-b")
-            // Compare-and-swap still protects everyone: a write on the older version conflicts.
+            func clientGoWrite(holder: String, transitions: Int32) async throws -> Lease {
+                var lease = try await env.client.getLease(namespace: env.namespace, name: "mixed")
+                lease.spec = LeaseSpec(holderIdentity: holder, leaseDurationSeconds: 15, acquireTime: .now(), renewTime: .now(), leaseTransitions: transitions)
+                return try await env.client.replaceLease(lease, namespace: env.namespace)
+            }
+            // go-c renews its term: the annotations stay, and the hand-off still applies.
+            let stale = try await env.client.getLease(namespace: env.namespace, name: "mixed")
+            let renewed = try await clientGoWrite(holder: "go-c", transitions: 3)
+            #expect(renewed.metadata.annotations?[KubernetesLock.preferredHolderAnnotation] == "swift-b")
+            #expect(try await a.get()?.record.preferredHolder == "swift-b")
+            // Compare-and-swap still protects everyone: a write on an older version conflicts.
             await #expect { _ = try await env.client.replaceLease(stale, namespace: env.namespace) } throws: {
                 ($0 as? KubernetesError)?.code == .conflict
             }
+            // go-d takes over (a new term) without clearing the annotations: the hand-off is over.
+            _ = try await clientGoWrite(holder: "go-d", transitions: 4)
             let read = try #require(try await a.get())
-            #expect(read.record.holderIdentity == "go-c" && read.record.preferredHolder == "swift-b")
+            #expect(read.record.holderIdentity == "go-d" && read.record.preferredHolder == nil && read.record.strategy == nil)
         }
     }
 }
