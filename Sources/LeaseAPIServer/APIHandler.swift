@@ -112,7 +112,9 @@ final class APIHandler: Sendable {
         case .authenticated: break
         case .rejected: throw APIError.unauthorized
         case .anonymous:
-            guard Self.publicPaths.contains(request.segments) else { throw APIError.unauthorized }
+            // kube with anonymous authentication on and RBAC: `system:anonymous` may read only the public
+            // paths, everything else is 403.
+            guard Self.publicPaths.contains(request.segments) else { throw Self.anonymousForbidden(request) }
         }
         // HEAD, OPTIONS and other methods are no Kubernetes verbs.
         guard [HTTPMethod.GET, .POST, .PUT, .PATCH, .DELETE].contains(request.method) else {
@@ -174,6 +176,47 @@ final class APIHandler: Sendable {
         update.body = ByteBuffer(bytes: try ServerJSON.encode(patched))
         update.headers.replaceOrAdd(name: "Content-Type", value: "application/json")
         return try await replace(T.self, namespace: namespace, name: name, update)
+    }
+
+    /// RBAC's 403 for `system:anonymous`: `leases.coordination.k8s.io "x" is forbidden: User "system:anonymous"
+    /// cannot get resource "leases" in API group "coordination.k8s.io" in the namespace "ns"`.
+    static func anonymousForbidden(_ request: HTTPRequest) -> APIError {
+        let user = "User \"system:anonymous\""
+        var s = request.segments
+        var group: String?
+        if s.count >= 3 && s[0] == "apis" {
+            group = s[1]
+            s.removeFirst(3)
+        } else if s.count >= 2 && s[0] == "api" {
+            group = ""
+            s.removeFirst(2)
+        }
+        guard let group, !s.isEmpty else {
+            return APIError(code: 403, reason: "Forbidden", message: "forbidden: \(user) cannot get path \(goQuote(request.path))",
+                            details: Status.Details())
+        }
+        var namespace: String?
+        if s.count >= 3 && s[0] == "namespaces" {
+            namespace = s[1]
+            s.removeFirst(2)
+        }
+        let resource = s[0]
+        let name = s.count >= 2 ? s[1] : nil
+        let watching = request.query["watch"] == "true" || request.query["watch"] == "1"
+        let verb: String
+        switch request.method {
+        case .GET: verb = name != nil ? "get" : (watching ? "watch" : "list")
+        case .POST: verb = "create"
+        case .PUT: verb = "update"
+        case .PATCH: verb = "patch"
+        case .DELETE: verb = name != nil ? "delete" : "deletecollection"
+        default: verb = request.method.rawValue.lowercased()
+        }
+        let qualified = group.isEmpty ? resource : "\(resource).\(group)"
+        let scope = namespace.map { "in the namespace \(goQuote($0))" } ?? "at the cluster scope"
+        let message = "\(qualified)\(name.map { " " + goQuote($0) } ?? "") is forbidden: \(user) cannot \(verb) resource \(goQuote(resource)) in API group \(goQuote(group)) \(scope)"
+        return APIError(code: 403, reason: "Forbidden", message: message,
+                        details: Status.Details(name: name, group: group.isEmpty ? nil : group, kind: resource))
     }
 
     private func requireGet(_ request: HTTPRequest) throws {
@@ -306,10 +349,10 @@ final class APIHandler: Sendable {
         if let error = GoDecoding.firstError(scalars, fields: T.goFields(generation)) {
             throw APIError.badRequest("\(info.kind) in version \(goQuote(version)) cannot be handled as a \(info.kind): \(error)")
         }
-        if fields["metadata"] == nil || fields["metadata"] == .null,
-           var object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] {
-            // `metadata` is a struct in Go: absent, it is empty.
-            object["metadata"] = [String: Any]()
+        let missing = T.structFields.filter { fields[$0] == nil || fields[$0] == .null }
+        if !missing.isEmpty, var object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] {
+            // Struct fields in Go (`metadata`, an Event's `involvedObject`): absent, they are empty.
+            for field in missing { object[field] = [String: Any]() }
             data = (try? JSONSerialization.data(withJSONObject: object)) ?? data
         }
         var object: T
@@ -441,7 +484,9 @@ final class APIHandler: Sendable {
         object.metadata.additionalFields["managedFields"] = nil
         managed.update(
             manager: ManagedFields.manager(request), apiVersion: T.info.apiVersion, time: Self.timestampNow(),
-            old: old.map { ManagedFields.fields(of: $0.jsonValue) } ?? [:], new: ManagedFields.fields(of: object.jsonValue))
+            // A create changes the fields that differ from the type's empty object.
+            old: ManagedFields.fields(of: old?.jsonValue ?? GoShape.event(T.placeholder(namespace: nil, name: "").withTypeMeta.jsonValue)),
+            new: ManagedFields.fields(of: object.jsonValue))
         object.metadata.additionalFields["managedFields"] = managed.json
     }
 

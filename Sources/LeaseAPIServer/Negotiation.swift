@@ -48,10 +48,15 @@ enum OutputFormat: Sendable, Equatable {
     /// `response` rendered in this format (a successful Lease or LeaseList as Table or metadata; any JSON
     /// body as YAML).
     func render(_ response: HTTPResponse, includeObject: String?) -> HTTPResponse {
-        guard self != .json, response.headers.first(name: "Content-Type") == "application/json",
-              let value = try? KubernetesJSON.decode(JSONValue.self, from: Data(response.body.readableBytesView))
-        else { return response }
+        guard response.headers.first(name: "Content-Type") == "application/json" else { return response }
         var result = response
+        let isEvent = response.body.readableBytesView.firstRange(of: Array(#""kind":"Event"#.utf8)) != nil
+        if isEvent, var value = try? KubernetesJSON.decode(JSONValue.self, from: Data(response.body.readableBytesView)) {
+            value = GoShape.event(value)
+            result.body = ByteBuffer(bytes: (try? ServerJSON.encode(value)) ?? Data())
+        }
+        guard self != .json, let value = try? KubernetesJSON.decode(JSONValue.self, from: Data(result.body.readableBytesView))
+        else { return result }
         switch self {
         case .json:
             return response
@@ -229,5 +234,37 @@ enum YAMLEncoder {
             || s.unicodeScalars.contains { $0.value < 0x20 }
         guard needsQuotes else { return s }
         return String(decoding: (try? ServerJSON.encode(s)) ?? Data(), as: UTF8.self)
+    }
+}
+
+/// The fields Go always serializes for a core `v1` Event (non-pointer structs and strings, nil times as
+/// `null`), which the shared model leaves out when unset.
+enum GoShape {
+    static func event(_ value: JSONValue) -> JSONValue {
+        guard case .object(var object) = value else { return value }
+        switch object["kind"]?.stringValue {
+        case "Event" where object["apiVersion"]?.stringValue == "v1":
+            return .object(fill(object))
+        case "EventList":
+            if case .array(let items)? = object["items"] {
+                object["items"] = .array(items.map { item in
+                    if case .object(let fields) = item { return .object(fill(fields)) }
+                    return item
+                })
+            }
+            return .object(object)
+        default:
+            return value
+        }
+    }
+
+    private static func fill(_ event: [String: JSONValue]) -> [String: JSONValue] {
+        var event = event
+        let defaults: [String: JSONValue] = [
+            "involvedObject": .object([:]), "source": .object([:]), "firstTimestamp": .null, "lastTimestamp": .null,
+            "eventTime": .null, "reportingComponent": .string(""), "reportingInstance": .string(""),
+        ]
+        for (key, value) in defaults where event[key] == nil { event[key] = value }
+        return event
     }
 }

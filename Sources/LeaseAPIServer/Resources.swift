@@ -56,11 +56,14 @@ protocol APIObject: Codable, Sendable, Hashable {
     mutating func dropUnknownFields(_ generation: LeaseAPIServer.Generation)
     /// The fields an empty object of the type serializes besides its metadata (Go structs are never omitted).
     static var bookmarkFields: [String: JSONValue] { get }
+    /// Top-level fields that are structs in Go: a body without them decodes them as empty.
+    static var structFields: [String] { get }
     /// Fields whose Go types decide what a body may hold (path → type and Go's name for the field).
     static func goFields(_ generation: LeaseAPIServer.Generation) -> [String: (type: GoDecoding.FieldType, goField: String)]
 }
 
 extension APIObject {
+    static var structFields: [String] { ["metadata"] }
     static var bookmarkFields: [String: JSONValue] { [:] }
     mutating func prepareForCreate() {}
     static func goFields(_ generation: LeaseAPIServer.Generation) -> [String: (type: GoDecoding.FieldType, goField: String)] { [:] }
@@ -215,6 +218,8 @@ extension CoreEvent: APIObject {
     }
 
     static func schema(_ generation: LeaseAPIServer.Generation) -> FieldSchema { .coreEvent }
+
+    static var structFields: [String] { ["metadata", "involvedObject"] }
 
     /// The namespace rule of `legacyValidateEvent` for events without `eventTime` (the others need fields
     /// ``CoreEvent`` does not model, so they are not checked).

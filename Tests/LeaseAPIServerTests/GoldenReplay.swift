@@ -582,7 +582,15 @@ final class GoldenReplay: @unchecked Sendable {
             genNames[name] = placeholder
             values[placeholder] = name
         }
-        let fromContinue = request["query"]?["continue"] != nil
+        // A page read with a continue token keeps the first page's list RV, unless the token is an
+        // inconsistent one (rv -1), which reads the newest revision.
+        var fromContinue = false
+        if let placeholder = request["query"]?["continue"]?.string {
+            var base64 = substitute(placeholder).replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+            while base64.count % 4 != 0 { base64 += "=" }
+            let token = Data(base64Encoded: base64).flatMap { try? OrderedJSON.parse(Array($0)) }
+            fromContinue = token?["rv"]?.int != -1
+        }
         let path = request["path"]?.string ?? ""
         let single = !["leases", "events", "namespaces"].contains(path.split(separator: "/").last.map(String.init) ?? "")
         let normalized = normalize(ours, fromContinue: fromContinue, single: single)

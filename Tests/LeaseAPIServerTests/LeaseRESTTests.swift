@@ -309,15 +309,21 @@ import Testing
         }
     }
 
-    @Test func authenticationFailuresAreUnauthorized() async throws {
+    @Test func aWrongTokenIsUnauthorizedAndNoTokenIsAnonymousAndForbidden() async throws {
         try await ServerFixture.with { fixture in
-            let expected = failure(401, "Unauthorized", "Unauthorized")
-            for token in ["wrong-token", nil] as [String?] {
-                let response = try await fixture.get(leasesPath("default") + "/x", token: token)
-                #expect(response.status == 401)
-                #expect(try response.decode(Status.self) == expected)
-                #expect(response.json["details"] == nil)
-            }
+            let wrong = try await fixture.get(leasesPath("default") + "/x", token: "wrong-token")
+            #expect(wrong.status == 401)
+            #expect(try wrong.decode(Status.self) == failure(401, "Unauthorized", "Unauthorized"))
+            #expect(wrong.json["details"] == nil)
+            // kube-apiserver with anonymous authentication and RBAC: no token is `system:anonymous`, refused by RBAC.
+            let anonymous = try await fixture.get(leasesPath("default") + "/x", token: nil)
+            #expect(try anonymous.decode(Status.self) == failure(
+                403, "Forbidden",
+                #"leases.coordination.k8s.io "x" is forbidden: User "system:anonymous" cannot get resource "leases" in API group "coordination.k8s.io" in the namespace "default""#,
+                .init(name: "x", group: group, kind: "leases")))
+            let list = try await fixture.get("/api/v1/namespaces", token: nil)
+            #expect(try list.decode(Status.self).message
+                == #"namespaces is forbidden: User "system:anonymous" cannot list resource "namespaces" in API group "" at the cluster scope"#)
             // Health and version are public; a wrong token is still refused there.
             #expect(try await fixture.get("/healthz", token: nil).text == "ok")
             #expect(try await fixture.get("/version", token: nil).status == 200)
@@ -329,8 +335,11 @@ import Testing
         try await ServerFixture.with { fixture in
             let unknown = try await fixture.get("/apis/example.com/v1/widgets")
             #expect(try unknown.decode(Status.self) == failure(404, "NotFound", "the server could not find the requested resource", .init()))
+            // PATCH needs a patch media type (kube's 415), and is a 405 on a collection.
             let patch = try await fixture.request("PATCH", leasesPath("default") + "/x", body: "{}")
-            #expect(try patch.decode(Status.self) == failure(
+            #expect(try patch.decode(Status.self) == failure(415, "UnsupportedMediaType", "415: Unsupported Media Type", .init()))
+            let collectionPatch = try await fixture.request("PATCH", leasesPath("default"), body: "{}")
+            #expect(try collectionPatch.decode(Status.self) == failure(
                 405, "MethodNotAllowed", #"patch is not supported on resources of kind "leases.coordination.k8s.io""#,
                 .init(group: group, kind: "leases")))
             let clusterPost = try await fixture.request("POST", "/apis/coordination.k8s.io/v1/leases", body: leaseJSON("x"))
