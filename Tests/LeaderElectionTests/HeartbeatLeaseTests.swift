@@ -100,6 +100,34 @@ func next<Element>(_ iterator: inout AsyncStream<Element>.Iterator, _ what: Stri
         }
     }
 
+    /// A store may keep the version of an identical write (a kube-apiserver does) and monitors see a beat only as a
+    /// new version: with a wall clock that stands still, every renewal still writes a later `renewTime`.
+    @Test func renewalsChangeTheRecordWhenTheWallClockStandsStill() async throws {
+        let clock = ManualClock()
+        let store = InMemoryLockStore()
+        let frozen = MicroTime(microsecondsSinceEpoch: 1_764_000_000_000_000)
+        let heartbeat = try HeartbeatLease(lock: store.lock(identity: "node-a"), clock: clock, wallClock: WallClock { frozen })
+        var events = heartbeat.events().makeAsyncIterator()
+        let task = Task { await heartbeat.run() }
+        defer { task.cancel() }
+
+        guard case .renewed(true, let v1, let first) = try await next(&events, "create") else { throw TestFailure("expected a create") }
+        var versions: Set<LockVersion> = [v1]
+        var previous = try #require(first.renewTime)
+        for round in 1...3 {
+            #expect(await clock.waitForSleepers(atLeast: 1))
+            clock.advance(by: .seconds(10))
+            guard case .renewed(false, let version, let record) = try await next(&events, "renew \(round)") else {
+                throw TestFailure("expected a renewal")
+            }
+            let renewed = try #require(record.renewTime)
+            #expect(renewed.duration(since: previous) == .microseconds(1), "renewTime \(previous) → \(renewed)")
+            #expect(!versions.contains(version), "renewal \(round) kept version \(version)")
+            versions.insert(version)
+            previous = renewed
+        }
+    }
+
     @Test func overwritesAnotherHoldersRecordAndACorruptOne() async throws {
         let clock = ManualClock()
         let store = InMemoryLockStore()
