@@ -42,8 +42,9 @@ struct HungEventsTests {
                 let name = "hung-events"
                 let lock = try KubernetesLock(client: client, configuration: .init(name: name, namespace: env.namespace), identity: "a")
                 var configuration = LeaderElectionConfiguration(name: name)
-                configuration.leaseDuration = .seconds(4)
-                configuration.renewDeadline = .seconds(3)
+                // A renew deadline that a loaded machine does not miss (the request timeout is still far beyond it).
+                configuration.leaseDuration = .seconds(10)
+                configuration.renewDeadline = .seconds(8)
                 configuration.retryPeriod = .milliseconds(200)
                 let elector = try LeaderElector(lock: lock, configuration: configuration, clock: ContinuousClock())
                 let events = elector.events()
@@ -72,7 +73,7 @@ struct HungEventsTests {
                 #expect(elector.isLeader)
                 // All of that happened while the Event POST was still unanswered: nothing waited for it.
                 #expect(proxy.hangingCount == 1, "the Event POST is still open at the events endpoint")
-                #expect(client.events.pendingCount == 1, "the Event is still being sent")
+                #expect(client.events.pendingCount >= 1, "the Event is still being sent (later ones wait behind it)")
             }
         }
     }
