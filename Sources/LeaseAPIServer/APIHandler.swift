@@ -132,7 +132,7 @@ final class APIHandler: Sendable {
             return .response(await readiness())
         case 1 where s[0] == "version":
             try requireGet(request)
-            return .response(.json(.ok, Array(Discovery.version.utf8)))
+            return .response(.json(.ok, Array(Discovery.version(generation).utf8)))
         default:
             break
         }

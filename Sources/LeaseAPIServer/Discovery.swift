@@ -1,9 +1,13 @@
 /// `/version` and the legacy discovery documents (enough for `kubectl` to find the three resources).
 enum Discovery {
-    static let version = """
-        {"major":"1","minor":"30","gitVersion":"v1.30.0+lease-apiserver","gitCommit":"","gitTreeState":"clean",\
-        "buildDate":"","goVersion":"","compiler":"swift","platform":"linux/amd64"}
-        """
+    /// `/version` of the generation answered as.
+    static func version(_ generation: LeaseAPIServer.Generation) -> String {
+        let (minor, git) = generation == .v1_26 ? ("26", "v1.26.1") : ("31", "v1.31.0")
+        return """
+            {"major":"1","minor":"\(minor)","gitVersion":"\(git)+lease-apiserver","gitCommit":"","gitTreeState":"clean",\
+            "buildDate":"","goVersion":"","compiler":"swift","platform":"linux/amd64"}
+            """
+    }
 
     private static let coordinationVersion = #"{"groupVersion":"coordination.k8s.io/v1","version":"v1"}"#
     private static let coordinationGroup = """

@@ -31,11 +31,11 @@ import Synchronization
 ///
 /// | path | methods |
 /// |---|---|
-/// | `/apis/coordination.k8s.io/v1/namespaces/{ns}/leases` | GET (list, `?watch=true`), POST |
-/// | `/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}` | GET, PUT (creates a missing lease), DELETE |
+/// | `/apis/coordination.k8s.io/v1/namespaces/{ns}/leases` | GET (list, `?watch=true`), POST, DELETE (collection) |
+/// | `/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}` | GET, PUT (creates a missing lease), PATCH, DELETE |
 /// | `/apis/coordination.k8s.io/v1/leases` | GET (cluster-wide list, `?watch=true`) |
-/// | `/api/v1/namespaces/{ns}/events` | GET (list, `?watch=true`), POST (`metadata.generateName` supported) |
-/// | `/api/v1/namespaces/{ns}/events/{name}` | GET, PUT, DELETE |
+/// | `/api/v1/namespaces/{ns}/events` | GET (list, `?watch=true`), POST (`metadata.generateName` supported), DELETE (collection) |
+/// | `/api/v1/namespaces/{ns}/events/{name}` | GET, PUT, PATCH, DELETE |
 /// | `/api/v1/events` | GET (cluster-wide list, `?watch=true`) |
 /// | `/api/v1/namespaces` | GET (list, `?watch=true`), POST |
 /// | `/api/v1/namespaces/{name}` | GET, DELETE (also deletes the namespace's leases and events) |
@@ -45,48 +45,71 @@ import Synchronization
 ///
 /// Lists take `labelSelector` (`k=v`, `k==v`, `k!=v`, `k`, `!k`, `k in (a,b)`, `k notin (a,b)`, comma = AND),
 /// `fieldSelector` (`metadata.name`, `metadata.namespace`; events also `involvedObject.*`, `reason`, `type`,
-/// `source`, `reportingComponent`; namespaces `status.phase`), `limit` and `continue`. Watches take
-/// `resourceVersion` (absent or `0`: an `ADDED` event for every current object first), `timeoutSeconds`
-/// and the same selectors, and stream one `{"type":…,"object":…}` JSON line per event; a compacted
-/// resourceVersion ends the stream with an `ERROR` event carrying a 410 `Expired` Status.
+/// `source`, `reportingComponent`; namespaces `status.phase`), `limit`, `continue`, `resourceVersion` and
+/// `resourceVersionMatch`. Watches take `resourceVersion` (absent or `0`: an `ADDED` event for every current
+/// object first), `timeoutSeconds`, `allowWatchBookmarks` and the same selectors, and stream one
+/// `{"type":…,"object":…}` JSON line per event; a compacted resourceVersion ends the stream with an `ERROR`
+/// event carrying a 410 `Expired` Status.
 ///
-/// Errors are `meta/v1 Status` objects with kube-apiserver's codes, reasons and messages (`NotFound`,
-/// `AlreadyExists`, `Conflict` with the optimistic-lock message, `Invalid` with one cause per field,
-/// `BadRequest`, `Unauthorized`, `MethodNotAllowed`, `Expired`); etcd failures become 503
-/// `ServiceUnavailable` (etcd unreachable) or 500 `InternalError` (anything else, including a stored value
-/// that cannot be decoded), and the server keeps serving.
+/// ## As kube-apiserver v1.26 answers
+///
+/// `FidelityTests` replays recorded exchanges with a real kube-apiserver v1.26.1 and checks these:
+///
+/// - **Decoding** as Go does: a MicroTime takes exactly six fractional digits, an int32 only integers in
+///   range (`15.0` is an error), string fields only strings, each with Go's error text; JSON `null` and a
+///   body without `metadata` decode as empty; JSON (with any charset) or YAML bodies, anything else 415.
+/// - **`fieldValidation`** (Warn by default: one `Warning: 299` header per unknown or duplicated field, in
+///   body order, the last duplicate winning; `Strict`: 400; `Ignore`: silent; anything else: 422). Under
+///   ``Generation/v1_26`` `spec.preferredHolder` and `spec.strategy` are such unknown fields, dropped and
+///   never stored; under ``Generation/v1_31CoordinatedLeaderElection`` they are stored and validated.
+/// - **`managedFields`** for `Update` operations: the manager is `fieldManager` or the User-Agent up to its
+///   first `/`; it owns the fields it changed. **A no-op update is not a write**: the stored object comes
+///   back with the same resourceVersion and no watch event.
+/// - **Namespaces are enforced** (`NamespaceLifecycle`): creating in a missing namespace is 404
+///   `namespaces "x" not found`. `default`, `kube-system`, `kube-public` and `kube-node-lease` exist from the
+///   start; `default`, `kube-system` and `kube-public` cannot be deleted (403).
+/// - **DELETE** with `DeleteOptions` (preconditions, `propagationPolicy` `Foreground`/`Orphan` marking the
+///   object with a finalizer and `deletionTimestamp` until a PUT removes the finalizers, `dryRun=All`), and
+///   DELETE on a collection answering the list of deleted objects.
+/// - **Lists** by resourceVersion: `Exact`, or a resourceVersion with `limit`, read etcd at that revision
+///   (410 when compacted); `NotOlderThan`, `0` or none read the newest state (`0` ignores `limit`); a
+///   resourceVersion from the future waits 3 s, then 504; an expired continue token is 410 offering an
+///   inconsistent token that continues at the newest revision.
+/// - **Watches** send a `BOOKMARK` 2 s before `timeoutSeconds` when `allowWatchBookmarks` is set; `DELETED`
+///   carries the object's last state at the deletion's revision.
+/// - **Content negotiation**: `Accept` `as=Table` (Leases: Name, Holder, Age, as `kubectl get leases`
+///   shows; `includeObject`), `as=PartialObjectMetadata(List)`, `application/yaml`; anything else 406.
+///   HEAD and OPTIONS are 405.
+/// - **Authentication**: a wrong bearer token is 401; no token (or an empty one) is `system:anonymous`,
+///   which may read `/healthz`, `/livez`, `/readyz` and `/version` and gets RBAC's 403 everywhere else.
+/// - **Validation**: names, labels, annotations, the Lease spec rules, `metadata.uid` immutability, the
+///   namespace in the body; `creationTimestamp`, `generation` and the deletion fields sent on an update keep
+///   their stored values.
+///
+/// Errors are `meta/v1 Status` objects with kube-apiserver's codes, reasons and messages; etcd failures
+/// become 503 `ServiceUnavailable` (etcd unreachable) or 500 `InternalError` (anything else, including a
+/// stored value that cannot be decoded), and the server keeps serving.
 ///
 /// ## Deviations from kube-apiserver
 ///
-/// - **Namespaces are not enforced.** Leases and events may be created in namespaces that were never
-///   created (kube-apiserver's `NamespaceLifecycle` admission answers 404 there). `default`, `kube-system`,
-///   `kube-public` and `kube-node-lease` are created in etcd in the background at start (when absent), and
-///   `default`, `kube-system` and `kube-public` cannot be deleted (403, as in kube).
+/// Each one that the recordings show is a named exception in `FidelityTests` (scenario, steps, reason):
+///
+/// - **Authorization (more lenient than kube)**: there are no ServiceAccounts, TokenRequest or RBAC; every
+///   configured static token may do everything, where kube would refuse what no Role grants. Without tokens
+///   configured, authentication is off (recording 10, steps 5–23).
+/// - **No watch cache**: a watch from a compacted revision gets the 410 `ERROR` line where kube replays the
+///   events still in its cache (recording 12, step 26); there is no default watch timeout (kube closes
+///   watches after 30–60 minutes) and no bookmark without `timeoutSeconds`.
+/// - **Events**: `events.k8s.io/v1` is not served (recording 13, steps 10–24). core/v1 Events keep only the
+///   fields of ``CoreEvent`` (`action`, `related`, `series` are dropped), so an Event with `eventTime` is not
+///   checked for `reportingComponent`, `reportingInstance` and `action` (step 9); Events get no one-hour TTL.
+/// - **No protobuf** (recording 14, steps 2–3): an `Accept` of only protobuf is 406; a protobuf body is 415.
+/// - **PATCH**: strategic merge patch merges as a JSON merge patch does (the types served have no lists with
+///   merge keys); server-side apply (`application/apply-patch+yaml`) is 415. A Table is produced for Leases
+///   only; other resources answer their JSON. YAML bodies are read as block mappings of scalars only.
 /// - **Namespace deletion is immediate**: the namespace, its leases and its events are removed in one etcd
 ///   transaction; the response is the namespace in phase `Terminating` (as kube answers), but it is gone at
 ///   once instead of after the namespace controller's finalization.
-/// - **No `managedFields`**: server-side apply is not implemented; `managedFields` sent by a client are
-///   stored verbatim. PATCH (any patch type), DELETE of collections, `dryRun`, `fieldManager`, Protobuf
-///   and Table output are not supported (PATCH answers 405).
-/// - `fieldValidation` is honoured as kube does (Warn by default: one `Warning: 299` header per unknown or
-///   duplicated field, in body order; `Strict`: 400; `Ignore`: silent; anything else: 422). Under
-///   ``Generation/v1_26`` `spec.preferredHolder` and `spec.strategy` are such unknown fields, dropped and
-///   never stored; under ``Generation/v1_31CoordinatedLeaderElection`` they are stored and validated.
-/// - **Authentication** is a static set of bearer tokens and no authorization: any valid token may do
-///   everything. Without tokens configured, authentication is off. A request without a token may read
-///   `/healthz`, `/livez`, `/readyz` and `/version` (as kube's `system:public-info-viewer` allows) and gets
-///   401 everywhere else (kube with `--anonymous-auth=false`); a wrong token gets 401 everywhere.
-/// - **Watches** read etcd directly (no watch cache): `resourceVersion` `0` behaves like an absent one,
-///   bookmarks are never sent (`allowWatchBookmarks` is accepted and ignored), and there is no default
-///   timeout (kube closes watches after 30–60 minutes). `resourceVersionMatch` is ignored; lists always read
-///   the latest revision.
-/// - **Events** keep only the fields of ``CoreEvent`` (`action`, `related`, `series` are dropped), are not
-///   given kube's one-hour TTL, and are validated only for name and `involvedObject.namespace`.
-/// - **Validation** covers names (DNS subdomains; DNS labels for namespaces), the Lease spec rules, the
-///   immutability of `metadata.uid` and the namespace in the body; labels, annotations and owner
-///   references are not validated. `creationTimestamp` sent on an update is ignored, as kube does.
-/// - `metadata.generation`, `selfLink`, `deletionTimestamp` and `deletionGracePeriodSeconds` sent on a
-///   create are dropped; on an update, `generation` keeps its stored value.
 public final class LeaseAPIServer: Sendable {
     /// The kube-apiserver generation the server answers as. The Lease API differs between them in the
     /// gated `spec.preferredHolder` and `spec.strategy` fields.
