@@ -170,24 +170,13 @@ enum ContractChecks {
         let b = try await c.lock("b")
         guard let feed = a.changes() else { return } // optional capability
         let v = try await b.create(sample("b"))
-        let woke = LockedList<Int>()
-        let waiter = Task {
-            var n = 0
-            for await _ in feed {
-                n += 1
-                woke.append(n)
-            }
-        }
-        defer { waiter.cancel() }
-        // A subscription may or may not replay the create; drain, then require a wake for a fresh update.
+        let woke = FeedRecorder(feed)
+        defer { woke.stop() }
+        // A subscription may or may not replay the create; require a wake after a fresh update.
         let before = woke.all.count
         _ = try await b.update(sample("b", transitions: 4), expecting: v)
-        let clock = ContinuousClock()
-        let limit = clock.now.advanced(by: .seconds(10))
-        while woke.all.count == before && clock.now < limit {
-            try await Task.sleep(for: .milliseconds(2))
-        }
-        try c.expect(woke.all.count > before, "changes() did not yield within 10 s after another lock's update()")
+        let yielded = await woke.wait(timeout: .seconds(10)) { $0.count > before }
+        try c.expect(yielded, "changes() did not yield within 10 s after another lock's update()")
     }
 
     /// `recordChanges()`: a `.stored` element carries a record and version that were really stored, and the
@@ -197,21 +186,17 @@ enum ContractChecks {
         let b = try await c.lock("b")
         guard let feed = a.recordChanges() else { return } // optional capability
         let v1 = try await b.create(sample("b"))
-        let seen = LockedList<LockChange>()
-        let waiter = Task { for await change in feed { seen.append(change) } }
-        defer { waiter.cancel() }
+        let seen = FeedRecorder(feed)
+        defer { seen.stop() }
         let v2 = try await b.update(sample("b", transitions: 4), expecting: v1)
         let written: [LockVersion: LeaderElectionRecord] = [v1: sample("b"), v2: sample("b", transitions: 4)]
-        let clock = ContinuousClock()
-        let limit = clock.now.advanced(by: .seconds(10))
-        func reportedV2() -> Bool {
-            seen.all.contains { change in
+        let reportedV2 = await seen.wait(timeout: .seconds(10)) { changes in
+            changes.contains { change in
                 if case .stored(let read) = change { return read.version == v2 }
                 return change == .unknown
             }
         }
-        while !reportedV2() && clock.now < limit { try await Task.sleep(for: .milliseconds(2)) }
-        try c.expect(reportedV2(), "recordChanges() did not report another lock's update() within 10 s: \(seen.all)")
+        try c.expect(reportedV2, "recordChanges() did not report another lock's update() within 10 s: \(seen.all)")
         for case .stored(let read) in seen.all {
             try c.expect(written[read.version] == read.record,
                          "recordChanges() reported version \(read.version) with \(read.record), which is not what was stored at that version")
