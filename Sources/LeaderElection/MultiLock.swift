@@ -17,7 +17,10 @@
 /// - ``create(_:)`` creates the primary, then the secondary. ``update(_:expecting:)`` compare-and-swaps the primary,
 ///   then the secondary (creating the secondary if it did not exist when the version was read). Either failing
 ///   fails the write; a write that landed on the primary only is repaired by the next successful write.
-/// - ``changes()`` merges both feeds; `nil` unless both can watch.
+/// - ``changes()`` merges both feeds; `nil` unless both can watch. ``recordChanges()`` reports each change as
+///   ``LockChange/unknown`` (the protocol's default: the two locks' feeds cannot say which pair of records was ever
+///   stored together), so every candidate — the leader too, which looks for hand-off requests — reads once per
+///   change while the migration lasts.
 /// - Undecodable data in either lock makes ``get()`` throw ``LeaderElectionError/Code/corruptRecord`` with a
 ///   combined version, which ``update(_:expecting:)`` accepts to replace it.
 ///
