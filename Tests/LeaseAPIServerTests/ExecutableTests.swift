@@ -44,6 +44,39 @@ import Testing
         }
     }
 
+    @Test func theCoordinatedLeaderElectionGenerationIsChosenKubeStyle() async throws {
+        try await SharedEtcdServer.withServer { etcd in
+            // The gate does not exist before 1.31.
+            let refused = try ServerProcess.start(["--etcd-endpoints", etcd.endpoint, "--port", "0", "--feature-gates", "CoordinatedLeaderElection=true"])
+            defer { refused.kill() }
+            #expect(await refused.waitForExit(timeout: .seconds(20)) != 0)
+            #expect(refused.standardError.contains("CoordinatedLeaderElection does not exist in 1.26"), "\(refused.standardError)")
+
+            let tls = try await EtcdTLS.shared()
+            let process = try ServerProcess.start([
+                "--etcd-endpoints", etcd.endpoint, "--port", "0", "--tls-cert-file", tls.serverCertFile,
+                "--tls-private-key-file", tls.serverKeyFile, "--token", "t", "--etcd-prefix", "/exe-\(UUID().uuidString.lowercased())",
+                "--emulated-version", "1.31", "--feature-gates", "CoordinatedLeaderElection=true", "--log-level", "warning",
+            ])
+            defer { process.kill() }
+            let line = try #require(await process.firstLine(timeout: .seconds(30)), "no listening line; stderr: \(process.standardError)")
+            let url = String(line.dropFirst("lease-apiserver listening on ".count))
+            let http = makeHTTPClient(trusting: tls.caFile)
+            do {
+                let body = leaseJSON("x", extraSpec: #""preferredHolder":"b","strategy":"OldestEmulationVersion""#)
+                let created = try await send(http, "POST", url + leasesPath("default"), body: body, token: "t")
+                #expect(created.status == 201, "\(created)")
+                #expect(created.warnings.isEmpty)
+                let lease = try created.decode(Lease.self)
+                #expect(lease.spec?.preferredHolder == "b" && lease.spec?.strategy == "OldestEmulationVersion")
+            } catch {
+                try? await http.shutdown()
+                throw error
+            }
+            try await http.shutdown()
+        }
+    }
+
     @Test func unreachableEtcdIsNoStartupErrorButA503() async throws {
         let port = try EtcdServer.freePort()
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lease-apiserver-tests-\(UUID().uuidString)")
