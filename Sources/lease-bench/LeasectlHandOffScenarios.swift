@@ -58,6 +58,12 @@ struct LeasectlHandOffSummary: Codable, Sendable {
     var noOpMillis: Percentiles
     /// `leasectl get URL` (start-up, connecting to the store, one read, output, exit), ms, one run before each sample.
     var getMillis: Percentiles
+    /// `/proc/loadavg` (1, 5, 15 min) when the samples started and when they ended: on this shared machine the
+    /// start-up of a process, and so every figure here, grows with the load.
+    var loadAverageAtStart: String
+    var loadAverageAtEnd: String
+    /// The leasectl executable run.
+    var leasectl: String
     var goal = LeasectlHandOffGoal.text
     var withinGoal: Bool
     /// Hand-offs that did not complete (the command failed, or the target did not lead), in words.
@@ -225,6 +231,7 @@ private func measureLeasectlHandOffs(_ kind: BackendKind, _ context: BenchContex
             _ = try await TimedCommand.run(leasectl, ["get", lock.url] + lock.connection, timeout: .seconds(20))
         }
 
+        let loadAtStart = loadAverage()
         var samples: [LeasectlHandOffSample] = []
         var noOp: [Double] = [], get: [Double] = []
         var failures: [String] = []
@@ -288,6 +295,7 @@ private func measureLeasectlHandOffs(_ kind: BackendKind, _ context: BenchContex
                 phaseMillis: phase, leaderStopReason: stopped.reason))
             current = target
         }
+        let loadAtEnd = loadAverage()
         let statuses = await stopCandidates()
         await probe.close()
 
@@ -304,6 +312,7 @@ private func measureLeasectlHandOffs(_ kind: BackendKind, _ context: BenchContex
             targetLeadsMillis: optional(samples.map(\.targetLeadsMillis)),
             afterTargetLeadsMillis: optional(samples.map(\.afterTargetLeadsMillis)),
             noOpMillis: Percentiles(samples: noOp), getMillis: Percentiles(samples: get),
+            loadAverageAtStart: loadAtStart, loadAverageAtEnd: loadAtEnd, leasectl: leasectl,
             withinGoal: !samples.isEmpty && command.p50 <= LeasectlHandOffGoal.p50Millis, failures: failures)
         let handedOff = samples.filter { $0.leaderStopReason == StopReason.handedOff.description }.count
         let cleanExits = statuses.filter { $0 == "exit 0" }.count

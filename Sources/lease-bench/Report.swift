@@ -220,14 +220,15 @@ private func leasectlHandOffMarkdown(_ report: BenchReport) -> [String] {
     guard !scenarios.isEmpty else { return [] }
     var out = ["### `leasectl handoff --wait` (issue 13: real `leasectl elect` candidates, the command timed from spawn to exit)", "",
                "Milliseconds, nearest rank over the samples; the request is sent at a random point of the leader's 1 s renewal cycle.", "",
-               "| Scenario | Candidates | Lease / renew deadline / retry | Samples | p50 | p90 | p99 | max | Goal |",
-               "|---|--:|---|--:|--:|--:|--:|--:|---|"]
+               "| Scenario | Candidates | Lease / renew deadline / retry | Samples | p50 | p90 | p99 | max | Goal | Load average (1 min) at start / end |",
+               "|---|--:|---|--:|--:|--:|--:|--:|---|--:|"]
     for s in scenarios {
         let h = s.leasectlHandOff!
         let p = h.commandMillis
         let timing = "\(formatSeconds(h.leaseDurationSeconds)) / \(formatSeconds(h.renewDeadlineSeconds)) / \(formatSeconds(h.retryPeriodSeconds))"
         out.append("| `\(s.id)` | \(h.candidates) | \(timing) | \(h.samples.count) | \(formatMillis(p.p50)) | \(formatMillis(p.p90)) | "
-            + "\(formatMillis(p.p99)) | \(formatMillis(p.max)) | \(h.goal): \(h.withinGoal ? "met" : "**not met**") |")
+            + "\(formatMillis(p.p99)) | \(formatMillis(p.max)) | \(h.goal): \(h.withinGoal ? "met" : "**not met**") | "
+            + "\(h.loadAverageAtStart.split(separator: " ").first ?? "?") / \(h.loadAverageAtEnd.split(separator: " ").first ?? "?") |")
     }
     out.append("")
     out.append("Where the time goes (p50 / max, ms; \"spawn\" is the start of `leasectl handoff --wait`; the candidates' event lines carry CLOCK_MONOTONIC):")
