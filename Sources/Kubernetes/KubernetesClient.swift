@@ -259,6 +259,10 @@ public final class KubernetesClient: Sendable {
         return request
     }
 
+    /// How long after the request timeout the task-side backstop deadline of a unary request fires (the
+    /// transport's own deadline, at the request timeout, normally ends the request first).
+    static let deadlineBackstopGrace: Duration = .seconds(1)
+
     /// Sends a unary request and reads the whole response, within ``KubernetesConfiguration/requestTimeout``.
     func perform(_ method: HTTPMethod, _ path: String, query: [(String, String)] = [], body: [UInt8]? = nil) async throws -> RawResponse {
         let timeout = configuration.requestTimeout
@@ -274,7 +278,10 @@ public final class KubernetesClient: Sendable {
             let headReceived = Flag()
             let response: RawResponse
             do {
-                response = try await Self.withDeadline(timeout, context) {
+                // The transport's deadline decides: it runs on the connection's event loop, after the network
+                // events that arrived before it (a reply, or the server closing the connection), so a busy machine
+                // cannot turn an answer into a timeout. The task deadline is only a backstop, a little later.
+                response = try await Self.withDeadline(timeout + Self.deadlineBackstopGrace, context) {
                     let response = try await client.execute(request, deadline: .now() + TimeAmount(timeout), logger: requestLogger)
                     headReceived.set()
                     let body = try await response.body.collect(upTo: Self.maximumResponseBytes)
