@@ -20,7 +20,7 @@ import Synchronization
 ///
 /// - **Kubernetes 1.31+ with the `CoordinatedLeaderElection` feature gate**: in `spec.strategy` and
 ///   `spec.preferredHolder`, as client-go and the kube-controller-manager read them.
-/// - **Every other version** (1.30 and earlier, and 1.31+ without the gate, the default through 1.32): the
+/// - **Every other version** (1.30 and earlier, and 1.31+ without the gate, which is off by default): the
 ///   server does not know those fields and drops them from every write (answering `200` with a
 ///   `Warning: 299 - "unknown field \"spec.preferredHolder\""` header, and the same `resourceVersion` when
 ///   nothing else changed). There they are carried in two Lease annotations, which every server keeps:
@@ -35,7 +35,7 @@ import Synchronization
 /// annotations from then on (should the answer lack the annotations too, it re-writes the record by
 /// compare-and-swap on the version the server returned); if the answer keeps them, it writes only the spec
 /// fields from then on and removes the annotations. Reads (``get()``, ``recordChanges()``, and
-/// ``record(_:)-swift.type.method`` for listings) take each field from the spec, or from its annotation when
+/// `KubernetesLock.record(_:)` for listings) take each field from the spec, or from its annotation when
 /// the spec has none and the Lease is still in the term the annotations name. Every write removes the
 /// annotations of fields it leaves unset, so a cleared hand-off stays cleared. Candidates that know nothing of
 /// the annotations (client-go, other libraries) contend for the Lease as usual and keep the annotations when
@@ -54,7 +54,7 @@ import Synchronization
 /// - ``recordEvent(_:)`` queues a `v1` Event like client-go's recorder (type `Normal`, reason
 ///   `LeaderElection`, involvedObject = the Lease) on the client's background sender
 ///   (``KubernetesClient/events``) and returns at once. Events are asynchronous, bounded (new ones are
-///   dropped, with a debug log, while ``KubernetesClient/eventQueueCapacity`` wait) and best-effort: a hung,
+///   dropped, with a debug log, while ``KubernetesClient/eventQueueCapacity`` Events wait) and best-effort: a hung,
 ///   slow or forbidden events endpoint delays neither taking over nor renewing. Shutting the client down
 ///   gives queued Events one request timeout to be sent.
 ///
@@ -368,7 +368,7 @@ public final class KubernetesLock: ResourceLock {
     }
 
     /// The record `lease` holds, or `nil` when its spec names a holder without a positive duration:
-    /// ``record(_:)-swift.type.method`` of its spec, with `strategy` and `preferredHolder` taken from
+    /// `KubernetesLock.record(_:)` of its spec, with `strategy` and `preferredHolder` taken from
     /// ``strategyAnnotation`` and ``preferredHolderAnnotation`` where the spec has none (servers that drop the
     /// spec fields), while ``handoffTermAnnotation`` names the Lease's current `leaseTransitions`.
     public static func record(_ lease: Lease) -> LeaderElectionRecord? {
