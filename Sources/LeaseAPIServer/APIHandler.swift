@@ -297,6 +297,8 @@ final class APIHandler: Sendable {
         var object: T
         /// `299 - "unknown field \"spec.foo\""`, one per unknown or duplicated field, in body order.
         var warnings: [String]
+        /// The body's top-level fields, for validation of fields the model does not keep.
+        var fields: [String: JSONValue] = [:]
     }
 
     /// Decodes a request body as kube's create and update handlers do, with their error messages, applying
@@ -371,14 +373,14 @@ final class APIHandler: Sendable {
         if case .object(let known) = FieldSchema.objectMeta {
             object.metadata.additionalFields = object.metadata.additionalFields.filter { known[$0.key] != nil }
         }
-        guard validation != .ignore else { return DecodedBody(object: object, warnings: []) }
-        guard !problems.isEmpty else { return DecodedBody(object: object, warnings: []) }
+        guard validation != .ignore else { return DecodedBody(object: object, warnings: [], fields: fields) }
+        guard !problems.isEmpty else { return DecodedBody(object: object, warnings: [], fields: fields) }
         if validation == .strict {
             throw APIError.badRequest(
                 "\(info.kind) in version \(goQuote(version)) cannot be handled as a \(info.kind): strict decoding error: "
                     + problems.map(\.message).joined(separator: ", "))
         }
-        return DecodedBody(object: object, warnings: problems.map { "299 - " + goQuote($0.message) })
+        return DecodedBody(object: object, warnings: problems.map { "299 - " + goQuote($0.message) }, fields: fields)
     }
 
     private func jsonTypeName(_ value: JSONValue) -> String {
@@ -527,7 +529,7 @@ final class APIHandler: Sendable {
         while true {
             var candidate = object
             prepareForCreate(&candidate)
-            let errors = candidate.validateCreate()
+            let errors = candidate.validateCreate() + candidate.validateBody(decoded.fields)
             guard errors.isEmpty else {
                 throw APIError.invalid(kind: T.info.kind, group: T.info.group, name: candidate.metadata.name ?? "", errors)
             }
@@ -579,7 +581,7 @@ final class APIHandler: Sendable {
                 var candidate = object
                 candidate.metadata.resourceVersion = nil
                 prepareForCreate(&candidate)
-                let errors = candidate.validateCreate()
+                let errors = candidate.validateCreate() + candidate.validateBody(decoded.fields) + candidate.validateBody(decoded.fields)
                 guard errors.isEmpty else { throw APIError.invalid(kind: T.info.kind, group: T.info.group, name: name, errors) }
                 manage(&candidate, old: nil, request)
                 if let revision = try await store.createIfAbsent(key, try store.encodeForStorage(candidate)) {
@@ -616,7 +618,7 @@ final class APIHandler: Sendable {
             for field in ["generation", "deletionTimestamp", "deletionGracePeriodSeconds"] {
                 candidate.metadata.additionalFields[field] = old.metadata.additionalFields[field]
             }
-            let errors = candidate.validateUpdate(old: old)
+            let errors = candidate.validateUpdate(old: old) + candidate.validateBody(decoded.fields)
             guard errors.isEmpty else { throw APIError.invalid(kind: T.info.kind, group: T.info.group, name: name, errors) }
             manage(&candidate, old: old, request)
             // A no-op update is not a write: the stored object, its resourceVersion unchanged, and no event.

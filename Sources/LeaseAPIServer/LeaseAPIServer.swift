@@ -82,8 +82,9 @@ import Synchronization
 ///   HEAD and OPTIONS are 405.
 /// - **Authentication**: a wrong bearer token is 401; no token (or an empty one) is `system:anonymous`,
 ///   which may read `/healthz`, `/livez`, `/readyz` and `/version` and gets RBAC's 403 everywhere else.
-/// - **Validation**: names, labels, annotations, the Lease spec rules, `metadata.uid` immutability, the
-///   namespace in the body; `creationTimestamp`, `generation` and the deletion fields sent on an update keep
+/// - **Validation**: names, labels, annotations, the Lease spec rules, core/v1 Event rules (the namespace
+///   of `involvedObject`; with `eventTime`, the reporting fields and `action`), `metadata.uid`
+///   immutability, the namespace in the body; `creationTimestamp`, `generation` and the deletion fields sent on an update keep
 ///   their stored values.
 ///
 /// Errors are `meta/v1 Status` objects with kube-apiserver's codes, reasons and messages; etcd failures
@@ -101,8 +102,8 @@ import Synchronization
 ///   events still in its cache (recording 12, step 26); there is no default watch timeout (kube closes
 ///   watches after 30–60 minutes) and no bookmark without `timeoutSeconds`.
 /// - **Events**: `events.k8s.io/v1` is not served (recording 13, steps 10–24). core/v1 Events keep only the
-///   fields of ``CoreEvent`` (`action`, `related`, `series` are dropped), so an Event with `eventTime` is not
-///   checked for `reportingComponent`, `reportingInstance` and `action` (step 9); Events get no one-hour TTL.
+///   fields of ``CoreEvent`` (`action`, `related`, `series` are validated but not stored); Events get no
+///   one-hour TTL.
 /// - **No protobuf** (recording 14, steps 2–3): an `Accept` of only protobuf is 406; a protobuf body is 415.
 /// - **PATCH**: strategic merge patch merges as a JSON merge patch does (the types served have no lists with
 ///   merge keys); server-side apply (`application/apply-patch+yaml`) is 415. A Table is produced for Leases

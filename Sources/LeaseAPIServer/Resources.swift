@@ -58,12 +58,15 @@ protocol APIObject: Codable, Sendable, Hashable {
     static var bookmarkFields: [String: JSONValue] { get }
     /// Top-level fields that are structs in Go: a body without them decodes them as empty.
     static var structFields: [String] { get }
+    /// Validation that needs fields of the request body the model does not keep.
+    func validateBody(_ body: [String: JSONValue]) -> [FieldError]
     /// Fields whose Go types decide what a body may hold (path → type and Go's name for the field).
     static func goFields(_ generation: LeaseAPIServer.Generation) -> [String: (type: GoDecoding.FieldType, goField: String)]
 }
 
 extension APIObject {
     static var structFields: [String] { ["metadata"] }
+    func validateBody(_ body: [String: JSONValue]) -> [FieldError] { [] }
     static var bookmarkFields: [String: JSONValue] { [:] }
     mutating func prepareForCreate() {}
     static func goFields(_ generation: LeaseAPIServer.Generation) -> [String: (type: GoDecoding.FieldType, goField: String)] { [:] }
@@ -221,8 +224,28 @@ extension CoreEvent: APIObject {
 
     static var structFields: [String] { ["metadata", "involvedObject"] }
 
-    /// The namespace rule of `legacyValidateEvent` for events without `eventTime` (the others need fields
-    /// ``CoreEvent`` does not model, so they are not checked).
+    /// `legacyValidateEvent` for an event with `eventTime`: the reporting fields and `action` (which
+    /// ``CoreEvent`` does not keep, so it is read from the body) are required.
+    func validateBody(_ body: [String: JSONValue]) -> [FieldError] {
+        guard eventTime != nil else { return [] }
+        var errors: [FieldError] = []
+        let namespace = metadata.namespace ?? ""
+        if (involvedObject.namespace ?? "").isEmpty && namespace != "default" && namespace != "kube-system" && !namespace.isEmpty {
+            errors.append(.invalid("involvedObject.namespace", .string(""), "does not match event.namespace"))
+        }
+        let component = reportingComponent ?? ""
+        if component.isEmpty { errors.append(.required("reportingComponent", "")) }
+        for message in Validation.qualifiedName(component) { errors.append(.invalid("reportingComponent", .string(component), message)) }
+        let instance = reportingInstance ?? ""
+        if instance.isEmpty { errors.append(.required("reportingInstance", "")) }
+        if instance.utf8.count > 128 { errors.append(.invalid("reportingInstance", .string(""), "can have at most 128 characters")) }
+        let action = body["action"]?.stringValue ?? ""
+        if action.isEmpty { errors.append(.required("action", "")) }
+        if action.utf8.count > 128 { errors.append(.invalid("action", .string(""), "can have at most 128 characters")) }
+        return errors
+    }
+
+    /// The namespace rule of `legacyValidateEvent` for events without `eventTime`.
     func validateSpec() -> [FieldError] {
         guard eventTime == nil else { return [] }
         let namespace = metadata.namespace ?? ""
@@ -381,8 +404,9 @@ enum Validation {
             (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(b) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(b)
                 || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(b)
         }
-        if let first = bytes.first, let last = bytes.last,
-           !(isAlnum(first) && isAlnum(last) && bytes.allSatisfy { isAlnum($0) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") }) {
+        let matches = bytes.first.map(isAlnum) == true && bytes.last.map(isAlnum) == true
+            && bytes.allSatisfy { isAlnum($0) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") }
+        if !matches {   // an empty name does not match the regex either
             errors.append("name part " + regexError(qualifiedMessage, qualifiedNameFormat, ["MyName", "my.name", "123-abc"]))
         }
         return errors

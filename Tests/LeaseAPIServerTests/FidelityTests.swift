@@ -87,9 +87,6 @@ struct FidelityException: Sendable {
             scenario: 12, steps: [26], aspects: [.watch],
             reason: "no watch cache: a watch from a compacted revision gets the 410 ERROR line where kube replays the events from its cache"),
         FidelityException(
-            scenario: 13, steps: [9], aspects: [.status, .body],
-            reason: "a core/v1 Event with eventTime is not checked for reportingComponent, reportingInstance and action (the shared Event model drops action)"),
-        FidelityException(
             scenario: 13, steps: Array(10...21), aspects: [.status, .body],
             reason: "events.k8s.io/v1 is not served (404): its Events and their validation are missing"),
         FidelityException(
