@@ -24,9 +24,13 @@ struct LeaseAPIServerCommand: AsyncParsableCommand {
             Prints one line, `lease-apiserver listening on <URL>`, once it listens; SIGTERM or SIGINT stops it \
             (exit status 0). An unreachable etcd is not a startup error: requests get 503 until etcd answers.
 
-            It authenticates static bearer tokens but has no authorization: any valid token may do everything. \
-            Never expose it beyond a test machine (a warning is logged when --bind-address is not a loopback \
-            address). Pass tokens in --token-file, not on the command line.
+            It authenticates static bearer tokens but has no authorization: any valid token may do everything \
+            (a request without a token is system:anonymous and gets 403, as kube's RBAC answers). Never expose it \
+            beyond a test machine (a warning is logged when --bind-address is not a loopback address). Pass \
+            tokens in --token-file, not on the command line.
+
+            It answers as kube-apiserver 1.26 by default: spec.preferredHolder and spec.strategy are unknown \
+            fields. `--emulated-version 1.31 --feature-gates CoordinatedLeaderElection=true` stores them.
             """)
 
     @Option(help: ArgumentHelp("etcd endpoints, comma-separated (host:port, or http(s)://host:port).", valueName: "endpoints"))
