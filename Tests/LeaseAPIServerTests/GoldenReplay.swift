@@ -209,6 +209,8 @@ final class GoldenReplay: @unchecked Sendable {
     private var uidPlaceholders: [String: String] = [:]
     private var genNames: [String: String] = [:]
     private var continuePlaceholders: [String: String] = [:]
+    /// How many list RVs had been handed out when each continue token appeared (its own list's comes next).
+    private var continueIssued: [String: Int] = [:]
     private var listRVs: [(placeholder: String, value: String, maxObjectRVSeen: Int64)] = []
     private var values: [String: String] = [:]   // placeholder → our value
     private var watches: [String: WatchLines] = [:]
@@ -316,6 +318,7 @@ final class GoldenReplay: @unchecked Sendable {
                         return (field, .string(placeholder))
                     case ("continue", .string(let token)):
                         let placeholder = continuePlaceholders[token] ?? "$CONTINUE\(continuePlaceholders.count + 1)"
+                        if continueIssued[placeholder] == nil { continueIssued[placeholder] = listRVs.count }
                         continuePlaceholders[token] = placeholder
                         values[placeholder] = token
                         return (field, .string(placeholder))
@@ -475,6 +478,7 @@ final class GoldenReplay: @unchecked Sendable {
         }
         try await finishWatches()
         checkResourceVersions()
+        checkContinueTokens()
     }
 
     private func runEtcdctl(_ step: Int, _ etcdctl: OrderedJSON) async throws {
@@ -634,6 +638,7 @@ final class GoldenReplay: @unchecked Sendable {
             let all = lines.lines
             for line in all[watchConsumed[id, default: 0]...] { watchAttribution[id, default: []].append((lastStep, normalizeWatchLine(line))) }
             lines.cancel()
+            checkBookmarks(id, start: start, lines: all)
             let ours = watchAttribution[id] ?? []
             var expected = expectedLines(id)
             // Consecutive bookmarks are recorded once (`repeat`).
@@ -661,6 +666,46 @@ final class GoldenReplay: @unchecked Sendable {
                     detail += "; first difference at line \(index + 1): ours \(oursDeduplicated[index].line.prefix(1500)), recorded \(expected[index].line.text.prefix(1500))"
                 }
                 differ(start, .watch, detail)
+            }
+        }
+    }
+
+    /// `bookmarkRV.geAllEventRVsOnThisWatch`: our BOOKMARK's resourceVersion is not older than any event
+    /// sent before it on the same watch.
+    private func checkBookmarks(_ id: String, start: Int, lines: [String]) {
+        let recorded = expectedLines(id).contains { $0.line["type"]?.string == "BOOKMARK" }
+        guard recorded else { return }
+        var highest: Int64 = 0
+        for line in lines {
+            guard let json = try? OrderedJSON.parse(Array(line.utf8)),
+                  let rv = json["object"]?["metadata"]?["resourceVersion"]?.string.flatMap({ Int64($0) }) else { continue }
+            if json["type"]?.string == "BOOKMARK" {
+                if rv < highest { differ(start, .watch, "\(id): BOOKMARK at \(rv) is older than an event it follows (\(highest))") }
+            } else {
+                highest = max(highest, rv)
+            }
+        }
+    }
+
+    /// The decoded continue tokens (`continueTokens`): version, start key, and the revision they read at.
+    private func checkContinueTokens() {
+        for (placeholder, recorded) in recording["continueTokens"]?.members ?? [] {
+            guard let token = values[placeholder] else {
+                differ(0, .body, "continue token \(placeholder) never appeared in our answers")
+                continue
+            }
+            var base64 = token.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+            while base64.count % 4 != 0 { base64 += "=" }
+            guard let decoded = Data(base64Encoded: base64).flatMap({ try? OrderedJSON.parse(Array($0)) }) else {
+                differ(0, .body, "continue token \(placeholder) is not base64url JSON: \(token)")
+                continue
+            }
+            var rv = decoded["rv"].map { $0.text } ?? ""
+            let seen = listRVs.prefix((continueIssued[placeholder] ?? listRVs.count) + 1)
+            if let listRV = seen.last(where: { $0.value == rv }) { rv = listRV.placeholder }
+            let expectedRV = recorded["rv"]?.string ?? recorded["rv"]?.text ?? ""
+            if decoded["v"]?.string != recorded["v"]?.string || decoded["start"]?.string != recorded["start"]?.string || rv != expectedRV {
+                differ(0, .body, "continue token \(placeholder): ours \(decoded.text) (rv \(rv)), recorded \(recorded.text)")
             }
         }
     }
