@@ -16,6 +16,8 @@ final class APIHandler: Sendable {
     /// The kube-apiserver generation answered as.
     let generation: LeaseAPIServer.Generation
     let watches = WatchCounter()
+    /// The changes since start, replayed to watches from compacted revisions (kube's watch cache).
+    let history = WatchHistory()
     /// The namespaces that exist from the start.
     static let systemNamespaces = ["default", "kube-system", "kube-public", "kube-node-lease"]
     /// Whether the start-up task has created ``systemNamespaces``.
@@ -788,8 +790,9 @@ final class APIHandler: Sendable {
     }
 
     /// Creates `default`, `kube-system`, `kube-public` and `kube-node-lease` when absent; retries until etcd
-    /// answers (or the task is cancelled).
-    func ensureSystemNamespaces() async {
+    /// answers (or the task is cancelled). Returns the store's revision afterwards (`nil` when cancelled).
+    @discardableResult
+    func ensureSystemNamespaces() async -> Int64? {
         var pending = Self.systemNamespaces
         var backoff = Duration.milliseconds(200)
         while !pending.isEmpty && !Task.isCancelled {
@@ -802,12 +805,14 @@ final class APIHandler: Sendable {
                     pending.removeFirst()
                 }
                 systemNamespacesCreated.withLock { $0 = true }
+                return try await store.etcd.status().header.revision
             } catch {
                 logger.debug("cannot create the system namespaces yet", metadata: ["error.message": "\(error)"])
                 try? await Task.sleep(for: backoff)
                 backoff = min(backoff * 2, .seconds(5))
             }
         }
+        return nil
     }
 
     // MARK: - Lists

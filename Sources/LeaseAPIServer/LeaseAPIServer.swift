@@ -76,7 +76,9 @@ import Synchronization
 ///   resourceVersion from the future waits 3 s, then 504; an expired continue token is 410 offering an
 ///   inconsistent token that continues at the newest revision.
 /// - **Watches** send a `BOOKMARK` 2 s before `timeoutSeconds` when `allowWatchBookmarks` is set; `DELETED`
-///   carries the object's last state at the deletion's revision.
+///   carries the object's last state at the deletion's revision. A watch from a revision etcd has compacted
+///   is replayed from the changes kept since start (kube's watch cache); older than those, it gets one
+///   `ERROR` line with a 410 `Expired` Status.
 /// - **Content negotiation**: `Accept` `as=Table` (Leases: Name, Holder, Age, as `kubectl get leases`
 ///   shows; `includeObject`), `as=PartialObjectMetadata(List)`, `application/yaml`; anything else 406.
 ///   HEAD and OPTIONS are 405.
@@ -98,9 +100,9 @@ import Synchronization
 /// - **Authorization (more lenient than kube)**: there are no ServiceAccounts, TokenRequest or RBAC; every
 ///   configured static token may do everything, where kube would refuse what no Role grants. Without tokens
 ///   configured, authentication is off (recording 10, steps 5–23).
-/// - **No watch cache**: a watch from a compacted revision gets the 410 `ERROR` line where kube replays the
-///   events still in its cache (recording 12, step 26); there is no default watch timeout (kube closes
-///   watches after 30–60 minutes) and no bookmark without `timeoutSeconds`.
+/// - **Watches**: the history that stands in for kube's watch cache (the last 10 000 changes since start,
+///   replayed to a watch from a compacted revision) serves only watches, not lists; there is no default
+///   watch timeout (kube closes watches after 30–60 minutes) and no bookmark without `timeoutSeconds`.
 /// - **Events**: `events.k8s.io/v1` is not served (recording 13, steps 10–24). core/v1 Events keep only the
 ///   fields of ``CoreEvent`` (`action`, `related`, `series` are validated but not stored); Events get no
 ///   one-hour TTL.
@@ -295,7 +297,14 @@ public final class LeaseAPIServer: Sendable {
             }
         }
         server.runTask.withLock { $0 = task }
-        server.backgroundTasks.withLock { $0.append(Task { await api.ensureSystemNamespaces() }) }
+        let historyLogger = logger
+        server.backgroundTasks.withLock {
+            $0.append(Task {
+                // The watch cache starts after the bootstrap writes, as kube-apiserver's does.
+                guard let bootstrapped = await api.ensureSystemNamespaces() else { return }
+                await api.history.record(store: api.store, after: bootstrapped, logger: historyLogger)
+            })
+        }
         logger.info("lease-apiserver listening", metadata: ["http.url": "\(baseURL)", "etcd.prefix": "\(prefix)"])
         return server
     }

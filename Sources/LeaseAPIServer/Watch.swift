@@ -34,7 +34,7 @@ extension APIHandler {
         let bookmarks = try request.query["allowWatchBookmarks"].map { try parseBool($0, "allowWatchBookmarks") } ?? false
         let session = WatchSession<T>(
             store: store, namespace: namespace, prefix: prefix, selectors: selectors, initial: initial,
-            startRevision: startRevision, counter: watches, bookmarks: bookmarks)
+            startRevision: startRevision, counter: watches, history: history, bookmarks: bookmarks)
         let limit = timeout
         return .watch(WatchStream { emit in try await session.run(timeout: limit, emit: emit) })
     }
@@ -52,6 +52,8 @@ struct WatchSession<T: APIObject>: Sendable {
     /// The first etcd revision to deliver.
     let startRevision: Int64
     let counter: WatchCounter
+    /// The changes since the server started, for watches from compacted revisions.
+    let history: WatchHistory
     /// `allowWatchBookmarks`: a `BOOKMARK` event 2 s before the timeout, as kube's watch cache sends.
     let bookmarks: Bool
 
@@ -117,50 +119,69 @@ struct WatchSession<T: APIObject>: Sendable {
             if selectors.matches(object) { try await emit(line(.added(object.withTypeMeta))) }
         }
         let prefixBytes = Array(prefix.utf8)
-        let events = store.etcd.watch(prefixBytes, rangeEnd: etcdPrefixEnd(prefixBytes), fromRevision: startRevision)
-        do {
-            for try await message in events {
-                guard case .event(let event) = message else { continue }
-                let key = event.kv.keyString
-                let revision = event.kv.modRevision
-                switch event.kind {
-                case .put:
-                    let current: T
-                    do {
-                        current = try store.decode(T.self, event.kv)
-                    } catch let error as APIError {
-                        try await emit(line(.error(error.status)))
-                        return
-                    }
-                    let created = event.kv.createRevision == revision
-                    var last = cache[key]
-                    if last == nil && !created { last = await previous(key, before: revision) }
-                    cache[key] = current
-                    let matches = selectors.matches(current)
-                    let matched = created ? false : (last.map(selectors.matches) ?? matches)
-                    if matches && matched {
-                        try await emit(line(.modified(current.withTypeMeta)))
-                    } else if matches {
-                        try await emit(line(.added(current.withTypeMeta)))
-                    } else if matched, var gone = last {
-                        gone.metadata.resourceVersion = String(revision)
-                        try await emit(line(.deleted(gone.withTypeMeta)))
-                    }
-                case .delete:
-                    var last = cache.removeValue(forKey: key)
-                    if last == nil { last = await previous(key, before: revision) }
-                    var gone = last ?? placeholder(for: key)
-                    gone.metadata.resourceVersion = String(revision)
-                    if selectors.matches(gone) { try await emit(line(.deleted(gone.withTypeMeta))) }
+        var from = startRevision
+        while true {
+            do {
+                for try await message in store.etcd.watch(prefixBytes, rangeEnd: etcdPrefixEnd(prefixBytes), fromRevision: from) {
+                    guard case .event(let event) = message else { continue }
+                    guard try await handle(event, &cache, emit) else { return }
                 }
+                return
+            } catch let error as EtcdError where error.code == .compacted {
+                // kube's watch cache: replay what the history still holds, 410 only for older revisions.
+                guard let (events, next) = history.replay(from: from, prefix: prefixBytes), next > from else {
+                    let oldest = (error.compactRevision ?? from) - 1
+                    let expired = APIError.expired("too old resource version: \(startRevision - 1) (\(oldest))")
+                    try await emit(line(.error(expired.status)))
+                    return
+                }
+                for event in events {
+                    guard try await handle(event, &cache, emit) else { return }
+                }
+                from = next
+            } catch let error as EtcdError {
+                if Task.isCancelled { throw CancellationError() }
+                try await emit(line(.error(APIError.etcd(error, "watching \(prefix)").status)))
+                return
             }
-        } catch let error as EtcdError where error.code == .compacted {
-            let oldest = (error.compactRevision ?? startRevision) - 1
-            let expired = APIError.expired("too old resource version: \(startRevision - 1) (\(oldest))")
-            try await emit(line(.error(expired.status)))
-        } catch let error as EtcdError {
-            if Task.isCancelled { throw CancellationError() }
-            try await emit(line(.error(APIError.etcd(error, "watching \(prefix)").status)))
         }
+    }
+
+    /// Translates one etcd change into watch events; `false` when the stream must end (an undecodable object
+    /// was reported as an `ERROR`).
+    private func handle(_ event: EtcdWatchEvent, _ cache: inout [String: T], _ emit: @Sendable (ByteBuffer) async throws -> Void) async throws -> Bool {
+        let key = event.kv.keyString
+        let revision = event.kv.modRevision
+        switch event.kind {
+        case .put:
+            let current: T
+            do {
+                current = try store.decode(T.self, event.kv)
+            } catch let error as APIError {
+                try await emit(line(.error(error.status)))
+                return false
+            }
+            let created = event.kv.createRevision == revision
+            var last = cache[key]
+            if last == nil && !created { last = await previous(key, before: revision) }
+            cache[key] = current
+            let matches = selectors.matches(current)
+            let matched = created ? false : (last.map(selectors.matches) ?? matches)
+            if matches && matched {
+                try await emit(line(.modified(current.withTypeMeta)))
+            } else if matches {
+                try await emit(line(.added(current.withTypeMeta)))
+            } else if matched, var gone = last {
+                gone.metadata.resourceVersion = String(revision)
+                try await emit(line(.deleted(gone.withTypeMeta)))
+            }
+        case .delete:
+            var last = cache.removeValue(forKey: key)
+            if last == nil { last = await previous(key, before: revision) }
+            var gone = last ?? placeholder(for: key)
+            gone.metadata.resourceVersion = String(revision)
+            if selectors.matches(gone) { try await emit(line(.deleted(gone.withTypeMeta))) }
+        }
+        return true
     }
 }

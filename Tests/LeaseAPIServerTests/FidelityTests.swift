@@ -84,9 +84,6 @@ struct FidelityException: Sendable {
             scenario: 10, steps: [0], aspects: [.resourceVersions],
             reason: "the ServiceAccount, Role and RoleBinding objects of steps 5-23 are never created, so their resourceVersions never appear"),
         FidelityException(
-            scenario: 12, steps: [26], aspects: [.watch],
-            reason: "no watch cache: a watch from a compacted revision gets the 410 ERROR line where kube replays the events from its cache"),
-        FidelityException(
             scenario: 13, steps: Array(10...21), aspects: [.status, .body],
             reason: "events.k8s.io/v1 is not served (404): its Events and their validation are missing"),
         FidelityException(
