@@ -20,8 +20,9 @@ public final class InMemoryLockStore: Sendable {
         var stored: Stored?
         var generation: UInt64 = 0
         var nextSubscriber = 0
-        /// Every `changes()` and `recordChanges()` subscriber, given each write's change.
-        var subscribers: [Int: @Sendable (LockChange) -> Void] = [:]
+        /// Every `changes()` and `recordChanges()` subscriber, given each write's change; `false` once its stream
+        /// has ended (it is then dropped).
+        var subscribers: [Int: @Sendable (LockChange) -> Bool] = [:]
     }
 
     private let state = Mutex(State())
@@ -79,16 +80,18 @@ public final class InMemoryLockStore: Sendable {
     }
 
     /// A stream of `transform(change)` for every later write.
+    ///
+    /// A subscription that ended is dropped at the next write, not from its `onTermination`: that handler runs
+    /// while the Swift runtime holds the cancelled consumer task's status lock, and a write yielding to that task
+    /// under the store's lock needs the same status lock — taking the store's lock there could deadlock.
     fileprivate func subscribe<Element: Sendable>(_ transform: @escaping @Sendable (LockChange) -> Element) -> AsyncStream<Element> {
         let (stream, continuation) = AsyncStream.makeStream(of: Element.self, bufferingPolicy: .bufferingNewest(1))
-        let id = state.withLock { state in
-            let id = state.nextSubscriber
+        state.withLock { state in
+            state.subscribers[state.nextSubscriber] = { change in
+                if case .terminated = continuation.yield(transform(change)) { return false }
+                return true
+            }
             state.nextSubscriber += 1
-            state.subscribers[id] = { continuation.yield(transform($0)) }
-            return id
-        }
-        continuation.onTermination = { [weak self] _ in
-            _ = self?.state.withLock { $0.subscribers.removeValue(forKey: id) }
         }
         return stream
     }
@@ -110,7 +113,7 @@ public final class InMemoryLockStore: Sendable {
             case nil: change = .deleted
             }
             // Yielded under the lock, so every subscriber sees the writes in order.
-            for subscriber in state.subscribers.values { subscriber(change) }
+            for (id, deliver) in state.subscribers where !deliver(change) { state.subscribers[id] = nil }
             return version
         }
     }

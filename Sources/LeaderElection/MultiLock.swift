@@ -13,7 +13,9 @@
 /// Semantics, following client-go:
 /// - ``get()`` reads both. The record is the primary's; when the two name different holders, the holder reads as
 ///   `"UnknownLeader"` (so nobody takes over before the lease has gone unchanged for its duration); when only one
-///   exists, it is that one. The version combines both versions (and notes a missing one).
+///   exists, it is that one. Its `leaseTransitions` is the larger of the two (client-go takes the primary's), so that
+///   fencing tokens keep increasing while candidates on the secondary alone take terms during the last rollout.
+///   The version combines both versions (and notes a missing one).
 /// - ``create(_:)`` creates the primary, then the secondary. ``update(_:expecting:)`` compare-and-swaps the primary,
 ///   then the secondary (creating the secondary if it did not exist when the version was read). Either failing
 ///   fails the write; a write that landed on the primary only is repaired by the next successful write.
@@ -68,6 +70,7 @@ public struct MultiLock: ResourceLock {
         case (let p?, let s?):
             var record = p.record
             if p.record.holderIdentity != s.record.holderIdentity { record.holderIdentity = Self.unknownLeader }
+            record.leaseTransitions = max(p.record.leaseTransitions, s.record.leaseTransitions)
             return VersionedRecord(record: record, version: version, holderIsKnownGone: p.holderIsKnownGone && s.holderIsKnownGone)
         }
     }

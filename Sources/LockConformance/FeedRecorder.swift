@@ -30,13 +30,13 @@ final class FeedRecorder<Element: Sendable>: Sendable {
         consumer.withLock { $0 = task }
     }
 
-    deinit { consumer.withLock { $0?.cancel() } }
+    deinit { stop() }
 
     /// Everything delivered so far.
     var all: [Element] { state.withLock { $0.elements } }
 
     /// Stops consuming the feed.
-    func stop() { consumer.withLock { $0?.cancel() } }
+    func stop() { consumer.withLock { $0 }?.cancel() }
 
     /// Waits until `condition` holds for the elements delivered so far, for at most `timeout` of real time.
     /// - Returns: whether it held.

@@ -111,16 +111,21 @@ public final class InstrumentedLock: ResourceLock {
 
     public func recordChanges() -> AsyncStream<LockChange>? {
         guard !hideChanges, let changes = base.recordChanges() else { return nil }
-        // Unbounded: the wrapped feed's own buffering decides what is coalesced, not this relay.
-        let (stream, continuation) = AsyncStream.makeStream(of: LockChange.self)
-        let task = Task {
-            for await change in changes {
-                if change == .unknown { state.withLock { $0.counts.unknownChanges += 1 } }
-                continuation.yield(change)
-            }
-            continuation.finish()
-        }
-        continuation.onTermination = { _ in task.cancel() }
-        return stream
+        // Counted as the consumer takes each element (no buffer of its own: the wrapped feed's buffering decides
+        // what is coalesced), so that a count taken while the consumer is idle includes every element it acted on.
+        let source = FeedIterator(changes.makeAsyncIterator())
+        return AsyncStream(unfolding: { [self] in
+            let change = await source.next()
+            if change == .unknown { state.withLock { $0.counts.unknownChanges += 1 } }
+            return change
+        })
     }
+}
+
+/// One consumer's iterator over a wrapped feed. `AsyncStream(unfolding:)` calls its producer from one consumer at a
+/// time, never concurrently, which is what makes the unchecked `Sendable` sound.
+private final class FeedIterator: @unchecked Sendable {
+    private var iterator: AsyncStream<LockChange>.Iterator
+    init(_ iterator: AsyncStream<LockChange>.Iterator) { self.iterator = iterator }
+    func next() async -> LockChange? { await iterator.next() }
 }
