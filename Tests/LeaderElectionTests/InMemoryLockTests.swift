@@ -48,4 +48,25 @@ import Testing
         let second = await #expect(throws: LeaderElectionError.self) { _ = try await store.lock(identity: "a").get() }
         #expect(first?.version != nil && first?.version == second?.version)
     }
+
+    /// A consumer cancelled while another task writes: the write yields to the consumer under the store's lock while
+    /// the runtime, cancelling the consumer, runs the stream's termination; the two must not wait for each other.
+    @Test func consumersCancelledDuringWritesDoNotDeadlock() async throws {
+        let store = InMemoryLockStore()
+        let writer = store.lock(identity: "a")
+        var version = try await writer.create(Self.record)
+        var record = Self.record
+        for _ in 0..<300 {
+            let feed = try #require(store.lock(identity: "watcher").recordChanges())
+            let consumer = Task { for await _ in feed {} }
+            record.renewTime = record.renewTime?.advanced(by: .microseconds(1))
+            let next = record
+            let expected = version
+            async let written = writer.update(next, expecting: expected)
+            consumer.cancel()
+            version = try await written
+            await consumer.value
+        }
+        #expect(try await writer.get()?.record == record)
+    }
 }
