@@ -12,6 +12,8 @@ import Synchronization
 final class APIHandler: Sendable {
     let store: Store
     let tokens: Set<String>
+    /// Successful TokenRequest-token authentications, reused for 10 s as kube does.
+    let authenticationCache: AuthenticationCache
     let logger: Logger
     /// The kube-apiserver generation answered as.
     let generation: LeaseAPIServer.Generation
@@ -27,9 +29,11 @@ final class APIHandler: Sendable {
     /// The same, per namespace named in the path (`…/namespaces/<ns>/…`).
     let namespaceRequestCounts = Mutex<[String: [String: Int]]>([:])
 
-    init(store: Store, tokens: Set<String>, generation: LeaseAPIServer.Generation, logger: Logger) {
+    init(store: Store, tokens: Set<String>, generation: LeaseAPIServer.Generation,
+         authenticationClock: any Clock<Duration> = ContinuousClock(), logger: Logger) {
         self.store = store
         self.tokens = tokens
+        self.authenticationCache = AuthenticationCache(clock: authenticationClock)
         self.generation = generation
         self.logger = logger
     }
@@ -79,11 +83,12 @@ final class APIHandler: Sendable {
 
     // MARK: - Authentication
 
-    private enum Identity { case authenticated, anonymous, rejected }
+    private enum Identity { case user(AuthenticatedUser), anonymous, rejected }
 
-    /// kube's bearer token authenticator: `Authorization: Bearer <token>` (scheme case-insensitive).
-    private func authenticate(_ request: HTTPRequest) -> Identity {
-        guard !tokens.isEmpty else { return .authenticated }
+    /// kube's bearer token authenticators: `Authorization: Bearer <token>` (scheme case-insensitive), a static
+    /// token (cluster-admin) or a TokenRequest token (its ServiceAccount).
+    private func authenticate(_ request: HTTPRequest) async throws -> Identity {
+        guard !tokens.isEmpty else { return .user(.admin) }
         guard let header = request.headers.first(name: "Authorization")?.trimmingCharacters(in: .whitespaces), !header.isEmpty else {
             return .anonymous
         }
@@ -93,10 +98,59 @@ final class APIHandler: Sendable {
         guard !token.isEmpty else { return .anonymous }
         var accepted = false
         for candidate in tokens where constantTimeEquals(candidate, token) { accepted = true }
-        return accepted ? .authenticated : .rejected
+        if accepted { return .user(.admin) }
+        if let user = try await serviceAccountUser(forToken: token) { return .user(user) }
+        return .rejected
     }
 
-    private func constantTimeEquals(_ a: String, _ b: String) -> Bool {
+    /// Non-resource paths every authenticated user may GET (kube's `system:discovery`,
+    /// `system:public-info-viewer` and `system:basic-user` ClusterRoles).
+    private static func isDiscoveryPath(_ segments: [String]) -> Bool {
+        guard let first = segments.first else { return false }
+        return ["api", "apis", "healthz", "livez", "readyz", "version", "openapi"].contains(first)
+    }
+
+    /// kube's RBAC authorizer: the static tokens' user is `system:masters`; anonymous may read only the public
+    /// paths; a ServiceAccount gets discovery and what the RoleBindings of the request's namespace grant.
+    private func authorize(_ user: AuthenticatedUser, _ request: HTTPRequest) async throws {
+        if user.groups.contains("system:masters") { return }
+        let attributes = RequestAttributes(request)
+        if !attributes.isResourceRequest {
+            if user == .anonymous {
+                if Self.publicPaths.contains(request.segments) && attributes.verb == "get" { return }
+            } else if attributes.verb == "get" && Self.isDiscoveryPath(request.segments) {
+                return
+            }
+            throw attributes.forbidden(user)
+        }
+        guard try await rbacAllows(user, attributes) else { throw attributes.forbidden(user) }
+        // Escalation prevention, simplified (stricter than kube, which also lets a user create a Role or
+        // RoleBinding granting no more than it holds): writing Roles needs `escalate`, RoleBindings `bind`.
+        if attributes.group == RoleObject.info.group, ["create", "update", "patch"].contains(attributes.verb) {
+            var special = attributes
+            special.verb = attributes.resource == "rolebindings" ? "bind" : "escalate"
+            special.resource = "roles"
+            special.name = ""
+            guard try await rbacAllows(user, special) else { throw attributes.forbidden(user) }
+        }
+    }
+
+    /// Whether a Role bound to `user` in the request's namespace has a rule allowing the request.
+    private func rbacAllows(_ user: AuthenticatedUser, _ attributes: RequestAttributes) async throws -> Bool {
+        guard !attributes.namespace.isEmpty, user != .anonymous else { return false }
+        let bindings = try await store.range(prefix: store.collectionPrefix(RoleBindingObject.self, namespace: attributes.namespace))
+        for kv in bindings.kvs {
+            guard let binding = try? store.decode(RoleBindingObject.self, kv), binding.appliesTo(user),
+                  binding.roleRef?.kind == "Role", let roleName = binding.roleRef?.name, !roleName.isEmpty,
+                  let roleKV = try await store.read(store.key(RoleObject.self, namespace: attributes.namespace, name: roleName)),
+                  let role = try? store.decode(RoleObject.self, roleKV)
+            else { continue }
+            if (role.rules ?? []).contains(where: { $0.allows(attributes) }) { return true }
+        }
+        return false
+    }
+
+    func constantTimeEquals(_ a: String, _ b: String) -> Bool {
         let x = Array(a.utf8)
         let y = Array(b.utf8)
         guard x.count == y.count else { return false }
@@ -110,13 +164,13 @@ final class APIHandler: Sendable {
     private static let publicPaths: Set<[String]> = [["healthz"], ["livez"], ["readyz"], ["version"]]
 
     private func route(_ request: HTTPRequest) async throws -> HandlerResult {
-        switch authenticate(request) {
-        case .authenticated: break
+        switch try await authenticate(request) {
+        case .user(let user): try await authorize(user, request)
         case .rejected: throw APIError.unauthorized
         case .anonymous:
             // kube with anonymous authentication on and RBAC: `system:anonymous` may read only the public
             // paths, everything else is 403.
-            guard Self.publicPaths.contains(request.segments) else { throw Self.anonymousForbidden(request) }
+            try await authorize(.anonymous, request)
         }
         // HEAD, OPTIONS and other methods are no Kubernetes verbs.
         guard [HTTPMethod.GET, .POST, .PUT, .PATCH, .DELETE].contains(request.method) else {
@@ -146,10 +200,26 @@ final class APIHandler: Sendable {
             let rest = Array(s.dropFirst(3))
             return try await resourceRoute(Lease.self, rest, request)
         }
+        if s.count >= 3 && s[0] == "apis" && s[1] == RoleObject.info.group && s[2] == "v1" {
+            let rest = Array(s.dropFirst(3))
+            switch Self.resourceName(rest) {
+            case RoleObject.info.resource: return try await resourceRoute(RoleObject.self, rest, request)
+            case RoleBindingObject.info.resource: return try await resourceRoute(RoleBindingObject.self, rest, request)
+            default: throw APIError.pathNotFound
+            }
+        }
         if s.count >= 2 && s[0] == "api" && s[1] == "v1" {
             let rest = Array(s.dropFirst(2))
             if rest.first == "namespaces" && (rest.count == 1 || rest.count == 2) {
                 return try await namespaceRoute(rest.count == 2 ? rest[1] : nil, request)
+            }
+            if rest.count == 5 && rest[0] == "namespaces" && rest[2] == ServiceAccountObject.info.resource && rest[4] == "token" {
+                guard request.method == .POST else { throw APIError.methodNotAllowed(verb(request.method, collection: false), nil) }
+                try await requireNamespace(ServiceAccountObject.self, rest[1])
+                return .response(try await tokenRequest(namespace: rest[1], name: rest[3], request))
+            }
+            if Self.resourceName(rest) == ServiceAccountObject.info.resource {
+                return try await resourceRoute(ServiceAccountObject.self, rest, request)
             }
             return try await resourceRoute(CoreEvent.self, rest, request)
         }
@@ -180,45 +250,10 @@ final class APIHandler: Sendable {
         return try await replace(T.self, namespace: namespace, name: name, update)
     }
 
-    /// RBAC's 403 for `system:anonymous`: `leases.coordination.k8s.io "x" is forbidden: User "system:anonymous"
-    /// cannot get resource "leases" in API group "coordination.k8s.io" in the namespace "ns"`.
-    static func anonymousForbidden(_ request: HTTPRequest) -> APIError {
-        let user = "User \"system:anonymous\""
-        var s = request.segments
-        var group: String?
-        if s.count >= 3 && s[0] == "apis" {
-            group = s[1]
-            s.removeFirst(3)
-        } else if s.count >= 2 && s[0] == "api" {
-            group = ""
-            s.removeFirst(2)
-        }
-        guard let group, !s.isEmpty else {
-            return APIError(code: 403, reason: "Forbidden", message: "forbidden: \(user) cannot get path \(goQuote(request.path))",
-                            details: Status.Details())
-        }
-        var namespace: String?
-        if s.count >= 3 && s[0] == "namespaces" {
-            namespace = s[1]
-            s.removeFirst(2)
-        }
-        let resource = s[0]
-        let name = s.count >= 2 ? s[1] : nil
-        let watching = request.query["watch"] == "true" || request.query["watch"] == "1"
-        let verb: String
-        switch request.method {
-        case .GET: verb = name != nil ? "get" : (watching ? "watch" : "list")
-        case .POST: verb = "create"
-        case .PUT: verb = "update"
-        case .PATCH: verb = "patch"
-        case .DELETE: verb = name != nil ? "delete" : "deletecollection"
-        default: verb = request.method.rawValue.lowercased()
-        }
-        let qualified = group.isEmpty ? resource : "\(resource).\(group)"
-        let scope = namespace.map { "in the namespace \(goQuote($0))" } ?? "at the cluster scope"
-        let message = "\(qualified)\(name.map { " " + goQuote($0) } ?? "") is forbidden: \(user) cannot \(verb) resource \(goQuote(resource)) in API group \(goQuote(group)) \(scope)"
-        return APIError(code: 403, reason: "Forbidden", message: message,
-                        details: Status.Details(name: name, group: group.isEmpty ? nil : group, kind: resource))
+    /// The resource a path below a group version names (`leases` in `namespaces/ns/leases/x`).
+    static func resourceName(_ rest: [String]) -> String? {
+        if rest.count >= 3 && rest[0] == "namespaces" { return rest[2] }
+        return rest.first
     }
 
     private func requireGet(_ request: HTTPRequest) throws {
@@ -740,8 +775,16 @@ final class APIHandler: Sendable {
                 marked.metadata.resourceVersion = String(revision)
                 return try Self.objectResponse(.ok, marked.withTypeMeta)
             }
+            var deletedAt = kv.modRevision
             if !dryRun {
-                guard try await store.delete(key, ifModRevision: kv.modRevision) != nil else { continue }
+                guard let revision = try await store.delete(key, ifModRevision: kv.modRevision) else { continue }
+                deletedAt = revision
+            }
+            if T.info.returnDeletedObject {
+                // `ReturnDeletedObject` registries answer the object, at the deletion's revision.
+                var deleted = old
+                deleted.metadata.resourceVersion = String(deletedAt)
+                return try Self.objectResponse(.ok, deleted.withTypeMeta)
             }
             var status = Status(status: "Success", details: T.info.details(name: name, uid: old.metadata.uid), code: 200)
             status.code = nil   // the registry store's Status carries no code
@@ -780,7 +823,11 @@ final class APIHandler: Sendable {
         while true {
             guard let kv = try await store.read(key) else { throw APIError.notFound(NamespaceObject.info, name) }
             var namespace = try store.decode(NamespaceObject.self, kv)
-            let contents = [store.collectionPrefix(Lease.self, namespace: name), store.collectionPrefix(CoreEvent.self, namespace: name)]
+            let contents = [
+                store.collectionPrefix(Lease.self, namespace: name), store.collectionPrefix(CoreEvent.self, namespace: name),
+                store.collectionPrefix(ServiceAccountObject.self, namespace: name), store.collectionPrefix(RoleObject.self, namespace: name),
+                store.collectionPrefix(RoleBindingObject.self, namespace: name),
+            ]
             guard let revision = try await store.delete(key, ifModRevision: kv.modRevision, alsoPrefixes: contents) else { continue }
             namespace.metadata.resourceVersion = String(revision)
             namespace.metadata.additionalFields["deletionTimestamp"] = .string(Self.timestampNow())

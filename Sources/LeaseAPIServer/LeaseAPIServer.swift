@@ -38,7 +38,10 @@ import Synchronization
 /// | `/api/v1/namespaces/{ns}/events/{name}` | GET, PUT, PATCH, DELETE |
 /// | `/api/v1/events` | GET (cluster-wide list, `?watch=true`) |
 /// | `/api/v1/namespaces` | GET (list, `?watch=true`), POST |
-/// | `/api/v1/namespaces/{name}` | GET, DELETE (also deletes the namespace's leases and events) |
+/// | `/api/v1/namespaces/{name}` | GET, DELETE (also deletes the namespace's leases, events, ServiceAccounts, Roles and RoleBindings) |
+/// | `/api/v1/namespaces/{ns}/serviceaccounts[/{name}]` | as events (DELETE answers the deleted ServiceAccount) |
+/// | `/api/v1/namespaces/{ns}/serviceaccounts/{name}/token` | POST: a TokenRequest (`spec.expirationSeconds`, at least 600, default 3600) |
+/// | `/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles[/{name}]`, `…/rolebindings[/{name}]` | as events |
 /// | `/healthz`, `/livez` | GET: `ok` |
 /// | `/readyz` | GET: `ok` when etcd answers, else 500 |
 /// | `/version`, `/api`, `/apis`, `/api/v1`, `/apis/coordination.k8s.io`, `/apis/coordination.k8s.io/v1` | GET: version and discovery documents |
@@ -83,7 +86,19 @@ import Synchronization
 ///   shows; `includeObject`), `as=PartialObjectMetadata(List)`, `application/yaml`; anything else 406.
 ///   HEAD and OPTIONS are 405.
 /// - **Authentication**: a wrong bearer token is 401; no token (or an empty one) is `system:anonymous`,
-///   which may read `/healthz`, `/livez`, `/readyz` and `/version` and gets RBAC's 403 everywhere else.
+///   which may read `/healthz`, `/livez`, `/readyz` and `/version` and gets RBAC's 403 everywhere else. A
+///   TokenRequest token authenticates as `system:serviceaccount:{ns}:{name}` (groups `system:serviceaccounts`,
+///   `system:serviceaccounts:{ns}`, `system:authenticated`) while its ServiceAccount exists with the uid it was
+///   issued for; a successful authentication is reused for 10 s, as kube's token cache does, so a deleted
+///   ServiceAccount's token keeps working up to 10 s (``Configuration/authenticationCacheClock``).
+/// - **Authorization (RBAC)**: the configured static tokens are cluster-admin (as `system:masters`). A
+///   ServiceAccount may GET discovery and health paths, and otherwise only what a Role bound to it in the
+///   request's namespace grants: rules match `apiGroups`, `resources` (`resource/subresource`, `*`,
+///   `*/subresource`), `verbs` (`get`, `list`, `watch`, `create`, `update`, `patch`, `delete`,
+///   `deletecollection`, `*`) and `resourceNames`; subjects are ServiceAccounts (namespace defaulting to the
+///   binding's), Users and Groups. Anything else is RBAC's 403 (`leases.coordination.k8s.io "x" is forbidden:
+///   User "system:serviceaccount:ns:sa" cannot get resource "leases" in API group "coordination.k8s.io" in
+///   the namespace "ns"`).
 /// - **Validation**: names, labels, annotations, the Lease spec rules, core/v1 Event rules (the namespace
 ///   of `involvedObject`; with `eventTime`, the reporting fields and `action`), `metadata.uid`
 ///   immutability, the namespace in the body; `creationTimestamp`, `generation` and the deletion fields sent on an update keep
@@ -97,9 +112,15 @@ import Synchronization
 ///
 /// Each one that the recordings show is a named exception in `FidelityTests` (scenario, steps, reason):
 ///
-/// - **Authorization (more lenient than kube)**: there are no ServiceAccounts, TokenRequest or RBAC; every
-///   configured static token may do everything, where kube would refuse what no Role grants. Without tokens
-///   configured, authentication is off (recording 10, steps 5–23).
+/// - **Authorization (stricter than kube or absent by choice)**: there are no ClusterRoles or
+///   ClusterRoleBindings (a RoleBinding to a ClusterRole grants nothing), and no default grants beyond
+///   discovery. Writing a Role needs `escalate` on roles and writing a RoleBinding `bind` on roles, even when
+///   the writer already holds every permission it grants (kube's escalation check allows that). `roleRef` is
+///   not checked for immutability on update. Without tokens configured, authentication and authorization are
+///   off.
+/// - **Tokens** are opaque (`<id>.<secret>`), not signed JWTs: the server keeps a record of each in etcd
+///   (`<prefix>/serviceaccounttokens/<id>`), so every server on the same etcd accepts them; records are not
+///   removed when they expire. `audiences` and `boundObjectRef` are echoed, not enforced.
 /// - **Watches**: the history that stands in for kube's watch cache (the last 10 000 changes since start,
 ///   replayed to a watch from a compacted revision) serves only watches, not lists; there is no default
 ///   watch timeout (kube closes watches after 30–60 minutes) and no bookmark without `timeoutSeconds`.
@@ -142,6 +163,10 @@ public final class LeaseAPIServer: Sendable {
         public var etcdPrefix: String
         /// Which kube-apiserver generation to answer as. Default ``Generation/v1_26``.
         public var generation: Generation
+        /// The clock that ages cached ServiceAccount-token authentications (kube reuses a successful one for
+        /// 10 s, so a deleted ServiceAccount's token keeps working that long). Default `ContinuousClock()`;
+        /// inject a `ManualClock` in tests.
+        public var authenticationCacheClock: any Clock<Duration>
 
         /// The server certificate, as PEM files.
         public struct TLS: Sendable, Hashable {
@@ -164,8 +189,10 @@ public final class LeaseAPIServer: Sendable {
             tls: TLS? = nil,
             bearerTokens: Set<String> = [],
             etcdPrefix: String = "/registry",
-            generation: Generation = .v1_26
+            generation: Generation = .v1_26,
+            authenticationCacheClock: any Clock<Duration> = ContinuousClock()
         ) {
+            self.authenticationCacheClock = authenticationCacheClock
             self.host = host
             self.port = port
             self.tls = tls
@@ -241,7 +268,7 @@ public final class LeaseAPIServer: Sendable {
         while prefix.hasSuffix("/") { prefix.removeLast() }
         let api = APIHandler(
             store: Store(etcd: etcd, prefix: prefix), tokens: configuration.bearerTokens,
-            generation: configuration.generation, logger: logger)
+            generation: configuration.generation, authenticationClock: configuration.authenticationCacheClock, logger: logger)
         let connections = ConnectionRegistry()
 
         let serverChannel: NIOAsyncChannel<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, Never>

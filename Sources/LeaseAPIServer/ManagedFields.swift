@@ -168,7 +168,7 @@ struct ManagedFields {
     }
 
     /// Fields owned as a whole (kube's `+structType=atomic` references).
-    private static let atomicFields: Set<String> = ["involvedObject", "regarding", "related"]
+    private static let atomicFields: Set<String> = ["involvedObject", "regarding", "related", "roleRef"]
 
     private static func add(_ value: JSONValue, _ path: Path, atomic: Bool, into result: inout [Path: JSONValue]) {
         switch value {

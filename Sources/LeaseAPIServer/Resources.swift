@@ -22,6 +22,8 @@ struct ResourceInfo: Sendable {
     var allowCreateOnUpdate: Bool
     /// The message for an unsupported field selector label.
     var unsupportedFieldMessage: @Sendable (String) -> String
+    /// Whether DELETE answers the deleted object instead of a Status (`ReturnDeletedObject`).
+    var returnDeletedObject = false
 
     /// `coordination.k8s.io/v1`, or `v1` for the core group.
     var apiVersion: String { group.isEmpty ? version : "\(group)/\(version)" }

@@ -24,9 +24,10 @@ struct LeaseAPIServerCommand: AsyncParsableCommand {
             Prints one line, `lease-apiserver listening on <URL>`, once it listens; SIGTERM or SIGINT stops it \
             (exit status 0). An unreachable etcd is not a startup error: requests get 503 until etcd answers.
 
-            It authenticates static bearer tokens but has no authorization: any valid token may do everything \
-            (a request without a token is system:anonymous and gets 403, as kube's RBAC answers). Never expose it \
-            beyond a test machine (a warning is logged when --bind-address is not a loopback address). Pass \
+            Every static bearer token is cluster-admin (as a system:masters user is). ServiceAccounts, TokenRequest \
+            (POST .../serviceaccounts/NAME/token), Roles and RoleBindings work as in kube: a ServiceAccount token gets \
+            what its namespace's RoleBindings grant, else RBAC's 403; a request without a token is system:anonymous \
+            and gets 403. Never expose it beyond a test machine (a warning is logged when --bind-address is not a loopback address). Pass \
             tokens in --token-file, not on the command line.
 
             It answers as kube-apiserver 1.26 by default: spec.preferredHolder and spec.strategy are unknown \
@@ -182,7 +183,7 @@ struct LeaseAPIServerCommand: AsyncParsableCommand {
         }
         if !Self.isLoopback(bindAddress) {
             var warning = "listening on \(bindAddress), not a loopback address: lease-apiserver is for tests and development "
-                + "and has no authorization (any valid token may do everything)"
+                + "and has little authorization (any static token may do everything)"
             if tokens.isEmpty && tokenFile == nil { warning += "; no token is configured, so anyone who can connect may do everything" }
             if tlsCertFile == nil { warning += "; without --tls-cert-file, tokens and objects cross the network unencrypted" }
             warnings.append(warning + "; do not expose it")

@@ -78,12 +78,6 @@ struct FidelityException: Sendable {
 
     static let all: [FidelityException] = [
         FidelityException(
-            scenario: 10, steps: Array(5...23), aspects: [.status, .body],
-            reason: "no ServiceAccounts, TokenRequest or RBAC: ServiceAccount tokens are unknown (401) and Roles cannot be created (404); the static tokens may do everything"),
-        FidelityException(
-            scenario: 10, steps: [0], aspects: [.resourceVersions],
-            reason: "the ServiceAccount, Role and RoleBinding objects of steps 5-23 are never created, so their resourceVersions never appear"),
-        FidelityException(
             scenario: 13, steps: Array(10...21), aspects: [.status, .body],
             reason: "events.k8s.io/v1 is not served (404): its Events and their validation are missing"),
         FidelityException(

@@ -3,6 +3,7 @@ import Etcd
 import EtcdTesting
 import Foundation
 import Kubernetes
+import LeaderElection
 import LeaseAPIServer
 import NIOCore
 import NIOFoundationCompat
@@ -22,8 +23,14 @@ final class ServerFixture: Sendable {
     let tls: EtcdTLS
     let http: HTTPClient
     let prefix: String
+    /// The clock that ages the server's cached ServiceAccount-token authentications.
+    let authenticationClock: ManualClock
 
-    private init(server: LeaseAPIServer, etcd: EtcdClient, etcdServer: EtcdServer, tls: EtcdTLS, http: HTTPClient, prefix: String) {
+    private init(
+        server: LeaseAPIServer, etcd: EtcdClient, etcdServer: EtcdServer, tls: EtcdTLS, http: HTTPClient, prefix: String,
+        authenticationClock: ManualClock
+    ) {
+        self.authenticationClock = authenticationClock
         self.server = server
         self.etcd = etcd
         self.etcdServer = etcdServer
@@ -56,18 +63,21 @@ final class ServerFixture: Sendable {
         let etcd = try EtcdClient(configuration: .init(endpoints: [etcdServer.endpoint], requestTimeout: .seconds(5)))
         let prefix = etcdPrefix ?? "/test-\(UUID().uuidString.lowercased())/registry"
         let server: LeaseAPIServer
+        let authenticationClock = ManualClock()
         do {
             server = try await LeaseAPIServer.start(
                 configuration: .init(
                     tls: .init(certificateChainFile: tls.serverCertFile, privateKeyFile: tls.serverKeyFile),
-                    bearerTokens: [token], etcdPrefix: prefix, generation: generation),
+                    bearerTokens: [token], etcdPrefix: prefix, generation: generation,
+                    authenticationCacheClock: authenticationClock),
                 etcd: etcd)
         } catch {
             etcd.close()
             throw error
         }
         let http = makeHTTPClient(trusting: tls.caFile)
-        let fixture = ServerFixture(server: server, etcd: etcd, etcdServer: etcdServer, tls: tls, http: http, prefix: prefix)
+        let fixture = ServerFixture(server: server, etcd: etcd, etcdServer: etcdServer, tls: tls, http: http, prefix: prefix,
+                                    authenticationClock: authenticationClock)
         do {
             let result = try await body(fixture)
             await fixture.tearDown()
