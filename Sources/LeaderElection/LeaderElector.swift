@@ -528,7 +528,10 @@ public final class LeaderElector<C: Clock>: Sendable where C.Duration == Duratio
         metrics.transitions.increment()
         metrics.leaseRemaining.record(configuration.renewDeadline.secondsDouble)
         logger.info("successfully acquired lease", metadata: ["leader_election.fencing_token": "\(term.fencingToken)"])
-        await lock.recordEvent(LockEvent(kind: .becameLeader, identity: lock.identity))
+        // Off the critical path: the work and the renewer start without waiting for the event to be recorded
+        // (a hung or slow events endpoint must delay neither).
+        let eventLock = self.lock
+        Task { await eventLock.recordEvent(LockEvent(kind: .becameLeader, identity: eventLock.identity)) }
         broadcaster.send(.startedLeading(term))
 
         let workTask = Task { try await work(term) }

@@ -61,6 +61,10 @@ public protocol ResourceLock: Sendable, CustomStringConvertible {
     func update(_ record: LeaderElectionRecord, expecting version: LockVersion) async throws -> LockVersion
 
     /// Records an event about this lock (such as a Kubernetes `Event`). Optional; the default does nothing.
+    ///
+    /// Best-effort and off the critical path: ``LeaderElector`` does not wait for the "became leader" event before
+    /// it starts the work and the renewer. An implementation that talks to a remote store should queue the event
+    /// and return promptly (as `KubernetesLock` does, with a bounded queue).
     func recordEvent(_ event: LockEvent) async
 
     /// A feed that yields whenever the stored record may have changed, or `nil` if the backend cannot

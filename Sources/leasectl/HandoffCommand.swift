@@ -10,8 +10,8 @@ struct HandoffCommand: AsyncParsableCommand {
         abstract: "Ask the current leader to hand leadership to a named candidate.",
         discussion: """
             Writes preferredHolder = ID into the record by compare-and-swap (with a strategy when the record \
-            has none, as Kubernetes requires). The leader notices at its next renewal, stops and drains its \
-            work, and releases the lease; the other candidates stand back for one lease duration so that ID \
+            has none, as Kubernetes requires). The leader hears of it through its lock's change feed (at once; \
+            without a feed, at its next renewal), stops and drains its work, and releases the lease; the other candidates stand back for one lease duration so that ID \
             takes over, and ID clears the name when it acquires. If ID is not campaigning, the others take \
             part again after that lease duration.
 
