@@ -253,8 +253,10 @@ private func measureLeasectlHandOffs(_ kind: BackendKind, _ context: BenchContex
             try await Task.sleep(for: .milliseconds(Int(phase)))
             let eventsBefore = candidates.map { $0.events.count }
             let run = try await TimedCommand.run(
-                leasectl, ["handoff", "--wait", lock.url, "--to", target, "--timeout", "20s"] + lock.connection,
-                timeout: .seconds(30))
+                // 10 s: a hand-off takes at most about one retry period even when the leader reacts only at its
+                // next renewal; three failures end the samples, so a broken hand-off costs the run ≤ 30 s.
+                leasectl, ["handoff", "--wait", lock.url, "--to", target, "--timeout", "10s"] + lock.connection,
+                timeout: .seconds(20))
             guard run.succeeded, run.standardOutput.contains("\(target) leads") else {
                 failures.append("sample \(index): \(run.description)")
                 // Re-synchronise on whoever leads now.
@@ -306,7 +308,7 @@ private func measureLeasectlHandOffs(_ kind: BackendKind, _ context: BenchContex
         }
         let summary = LeasectlHandOffSummary(
             backend: kind.label, candidates: candidateCount, leaseDurationSeconds: 4, renewDeadlineSeconds: 3, retryPeriodSeconds: 1,
-            command: "leasectl handoff --wait \(kind == .kubernetes ? "--kubeconfig KUBECONFIG " : "")URL --to ID --timeout 20s",
+            command: "leasectl handoff --wait \(kind == .kubernetes ? "--kubeconfig KUBECONFIG " : "")URL --to ID --timeout 10s",
             samples: samples, commandMillis: command,
             leaderStoppedMillis: optional(samples.map(\.leaderStoppedMillis)),
             targetLeadsMillis: optional(samples.map(\.targetLeadsMillis)),
