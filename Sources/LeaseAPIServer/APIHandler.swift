@@ -200,6 +200,10 @@ final class APIHandler: Sendable {
             let rest = Array(s.dropFirst(3))
             return try await resourceRoute(Lease.self, rest, request)
         }
+        if s.count >= 3 && s[0] == "apis" && s[1] == EventsV1Event.info.group && s[2] == "v1" {
+            let rest = Array(s.dropFirst(3))
+            return try await resourceRoute(EventsV1Event.self, rest, request)
+        }
         if s.count >= 3 && s[0] == "apis" && s[1] == RoleObject.info.group && s[2] == "v1" {
             let rest = Array(s.dropFirst(3))
             switch Self.resourceName(rest) {
@@ -568,7 +572,7 @@ final class APIHandler: Sendable {
             prepareForCreate(&candidate)
             let errors = candidate.validateCreate() + candidate.validateBody(decoded.fields)
             guard errors.isEmpty else {
-                throw APIError.invalid(kind: T.info.kind, group: T.info.group, name: candidate.metadata.name ?? "", errors)
+                throw APIError.invalid(kind: T.info.kind, group: T.info.invalidGroup, name: candidate.metadata.name ?? "", errors)
             }
             if let version = candidate.metadata.resourceVersion, !version.isEmpty {
                 // The etcd3 store's plain error, which the apiserver reports as a 500 without a reason.
@@ -619,7 +623,7 @@ final class APIHandler: Sendable {
                 candidate.metadata.resourceVersion = nil
                 prepareForCreate(&candidate)
                 let errors = candidate.validateCreate() + candidate.validateBody(decoded.fields) + candidate.validateBody(decoded.fields)
-                guard errors.isEmpty else { throw APIError.invalid(kind: T.info.kind, group: T.info.group, name: name, errors) }
+                guard errors.isEmpty else { throw APIError.invalid(kind: T.info.kind, group: T.info.invalidGroup, name: name, errors) }
                 manage(&candidate, old: nil, request)
                 if let revision = try await store.createIfAbsent(key, try store.encodeForStorage(candidate)) {
                     candidate.metadata.resourceVersion = String(revision)
@@ -656,7 +660,7 @@ final class APIHandler: Sendable {
                 candidate.metadata.additionalFields[field] = old.metadata.additionalFields[field]
             }
             let errors = candidate.validateUpdate(old: old) + candidate.validateBody(decoded.fields)
-            guard errors.isEmpty else { throw APIError.invalid(kind: T.info.kind, group: T.info.group, name: name, errors) }
+            guard errors.isEmpty else { throw APIError.invalid(kind: T.info.kind, group: T.info.invalidGroup, name: name, errors) }
             manage(&candidate, old: old, request)
             // A no-op update is not a write: the stored object, its resourceVersion unchanged, and no event.
             var unchanged = candidate.withTypeMeta

@@ -7,7 +7,8 @@ import NIOPosix
 import NIOSSL
 import Synchronization
 
-/// The part of the Kubernetes API that lease clients use — Leases, Events, Namespaces — served over
+/// The part of the Kubernetes API that lease clients use — Leases, Events (core and `events.k8s.io`),
+/// Namespaces, ServiceAccounts with TokenRequest, Roles and RoleBindings — served over
 /// HTTP(S) from etcd, answering as kube-apiserver does.
 ///
 /// Built for tests and development: a real endpoint for `KubernetesLock`, client-go-style lease clients and
@@ -37,6 +38,7 @@ import Synchronization
 /// | `/api/v1/namespaces/{ns}/events` | GET (list, `?watch=true`), POST (`metadata.generateName` supported), DELETE (collection) |
 /// | `/api/v1/namespaces/{ns}/events/{name}` | GET, PUT, PATCH, DELETE |
 /// | `/api/v1/events` | GET (cluster-wide list, `?watch=true`) |
+/// | `/apis/events.k8s.io/v1/namespaces/{ns}/events[/{name}]` | as core events: the same Events, converted (`regarding`, `note`, `reportingController`, `deprecated*`) |
 /// | `/api/v1/namespaces` | GET (list, `?watch=true`), POST |
 /// | `/api/v1/namespaces/{name}` | GET, DELETE (also deletes the namespace's leases, events, ServiceAccounts, Roles and RoleBindings) |
 /// | `/api/v1/namespaces/{ns}/serviceaccounts[/{name}]` | as events (DELETE answers the deleted ServiceAccount) |
@@ -99,8 +101,15 @@ import Synchronization
 ///   binding's), Users and Groups. Anything else is RBAC's 403 (`leases.coordination.k8s.io "x" is forbidden:
 ///   User "system:serviceaccount:ns:sa" cannot get resource "leases" in API group "coordination.k8s.io" in
 ///   the namespace "ns"`).
+/// - **Events** through both APIs, from one store (`<prefix>/events/<ns>/<name>`, core `v1` JSON, as kube keeps
+///   them): an Event written through one API reads through the other with its fields converted
+///   (`regarding` ↔ `involvedObject`, `note` ↔ `message`, `reportingController` ↔ `reportingComponent`,
+///   `deprecatedSource`/`deprecatedFirstTimestamp`/`deprecatedLastTimestamp`/`deprecatedCount` ↔
+///   `source`/`firstTimestamp`/`lastTimestamp`/`count`); `action`, `related` and `series` are kept.
 /// - **Validation**: names, labels, annotations, the Lease spec rules, core/v1 Event rules (the namespace
-///   of `involvedObject`; with `eventTime`, the reporting fields and `action`), `metadata.uid`
+///   of `involvedObject`; with `eventTime`, the reporting fields, `action` and `reason`), `events.k8s.io/v1`
+///   rules (`eventTime`, the reporting fields, `action`, `reason`, `type` Normal or Warning, the deprecated
+///   fields unset, a series of at least 2, every field but the series immutable), `metadata.uid`
 ///   immutability, the namespace in the body; `creationTimestamp`, `generation` and the deletion fields sent on an update keep
 ///   their stored values.
 ///
@@ -124,9 +133,9 @@ import Synchronization
 /// - **Watches**: the history that stands in for kube's watch cache (the last 10 000 changes since start,
 ///   replayed to a watch from a compacted revision) serves only watches, not lists; there is no default
 ///   watch timeout (kube closes watches after 30–60 minutes) and no bookmark without `timeoutSeconds`.
-/// - **Events**: `events.k8s.io/v1` is not served (recording 13, steps 10–24). core/v1 Events keep only the
-///   fields of ``CoreEvent`` (`action`, `related`, `series` are validated but not stored); Events get no
-///   one-hour TTL.
+/// - **Events**: no one-hour TTL. Through `events.k8s.io/v1`, field selectors take only `metadata.name` and
+///   `metadata.namespace`, and an update must pass the create rules too (`eventTime` required, the deprecated
+///   fields unset) besides kube's immutability rules, so updating a core-style Event through it is refused.
 /// - **No protobuf** (recording 14, steps 2–3): an `Accept` of only protobuf is 406; a protobuf body is 415.
 /// - **PATCH**: strategic merge patch merges as a JSON merge patch does (the types served have no lists with
 ///   merge keys); server-side apply (`application/apply-patch+yaml`) is 415. A Table is produced for Leases

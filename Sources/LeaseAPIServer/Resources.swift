@@ -24,6 +24,12 @@ struct ResourceInfo: Sendable {
     var unsupportedFieldMessage: @Sendable (String) -> String
     /// Whether DELETE answers the deleted object instead of a Status (`ReturnDeletedObject`).
     var returnDeletedObject = false
+    /// The group validation errors name (`Event "x" is invalid` for both Event APIs: kube validates the
+    /// internal core Event); `nil`: ``group``.
+    var validationGroup: String? = nil
+
+    /// The group of `… is invalid` errors.
+    var invalidGroup: String { validationGroup ?? group }
 
     /// `coordination.k8s.io/v1`, or `v1` for the core group.
     var apiVersion: String { group.isEmpty ? version : "\(group)/\(version)" }
@@ -64,6 +70,12 @@ protocol APIObject: Codable, Sendable, Hashable {
     func validateBody(_ body: [String: JSONValue]) -> [FieldError]
     /// Fields whose Go types decide what a body may hold (path → type and Go's name for the field).
     static func goFields(_ generation: LeaseAPIServer.Generation) -> [String: (type: GoDecoding.FieldType, goField: String)]
+    /// Rules of an update beyond the create rules, such as immutable fields.
+    func validateChange(from old: Self) -> [FieldError]
+    /// The JSON kept in etcd for the object (already with its type meta and without a resourceVersion).
+    func storageData() throws -> Data
+    /// The object from the JSON kept in etcd.
+    static func fromStorage(_ data: Data) throws -> Self
 }
 
 extension APIObject {
@@ -73,6 +85,9 @@ extension APIObject {
     mutating func prepareForCreate() {}
     static func goFields(_ generation: LeaseAPIServer.Generation) -> [String: (type: GoDecoding.FieldType, goField: String)] { [:] }
     mutating func dropUnknownFields(_ generation: LeaseAPIServer.Generation) {}
+    func storageData() throws -> Data { try ServerJSON.encode(self) }
+    func validateChange(from old: Self) -> [FieldError] { [] }
+    static func fromStorage(_ data: Data) throws -> Self { try KubernetesJSON.decode(Self.self, from: data) }
 
     /// The object with its `apiVersion` and `kind` set (single objects and watch events carry them).
     var withTypeMeta: Self {
@@ -102,7 +117,7 @@ extension APIObject {
         if let uid = metadata.uid, uid != (old.metadata.uid ?? "") {
             errors.append(.invalid("metadata.uid", .string(uid), "field is immutable"))
         }
-        return errors + validateSpec()
+        return errors + validateSpec() + validateChange(from: old)
     }
 }
 
@@ -244,7 +259,19 @@ extension CoreEvent: APIObject {
         let action = body["action"]?.stringValue ?? ""
         if action.isEmpty { errors.append(.required("action", "")) }
         if action.utf8.count > 128 { errors.append(.invalid("action", .string(""), "can have at most 128 characters")) }
+        let reason = reason ?? ""
+        if reason.isEmpty { errors.append(.required("reason", "")) }
+        if reason.utf8.count > 128 { errors.append(.invalid("reason", .string(""), "can have at most 128 characters")) }
+        if (message ?? "").utf8.count > 1024 { errors.append(.invalid("message", .string(""), "can have at most 1024 characters")) }
         return errors
+    }
+
+    /// The fields of a core `v1` Event that ``CoreEvent`` keeps in ``CoreEvent/additionalFields``.
+    static let additionalEventFields: Set<String> = ["action", "related", "series"]
+
+    /// Only `action`, `related` and `series` are kept of the fields the model does not name.
+    mutating func dropUnknownFields(_ generation: LeaseAPIServer.Generation) {
+        additionalFields = additionalFields.filter { Self.additionalEventFields.contains($0.key) }
     }
 
     /// The namespace rule of `legacyValidateEvent` for events without `eventTime`.

@@ -34,7 +34,7 @@ struct Store: Sendable {
     /// Decodes a stored value and sets its resourceVersion to the key's mod revision.
     func decode<T: APIObject>(_ type: T.Type, _ kv: EtcdKeyValue) throws -> T {
         do {
-            var object = try KubernetesJSON.decode(T.self, from: Data(kv.value))
+            var object = try T.fromStorage(Data(kv.value))
             object.metadata.resourceVersion = String(kv.modRevision)
             return object
         } catch {
@@ -47,7 +47,7 @@ struct Store: Sendable {
     func encodeForStorage<T: APIObject>(_ object: T) throws -> [UInt8] {
         var copy = object.withTypeMeta
         copy.metadata.resourceVersion = nil
-        return Array(try ServerJSON.encode(copy))
+        return Array(try copy.storageData())
     }
 
     /// Reads one key.

@@ -19,7 +19,7 @@ import Synchronization
 struct LeaseAPIServerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lease-apiserver",
-        abstract: "Serve the Kubernetes Lease, Event and Namespace API from etcd, for tests and development.",
+        abstract: "Serve the Kubernetes Lease, Event, Namespace, ServiceAccount and RBAC APIs from etcd, for tests and development.",
         discussion: """
             Prints one line, `lease-apiserver listening on <URL>`, once it listens; SIGTERM or SIGINT stops it \
             (exit status 0). An unreachable etcd is not a startup error: requests get 503 until etcd answers.

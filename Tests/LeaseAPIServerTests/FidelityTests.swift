@@ -78,18 +78,6 @@ struct FidelityException: Sendable {
 
     static let all: [FidelityException] = [
         FidelityException(
-            scenario: 13, steps: Array(10...21), aspects: [.status, .body],
-            reason: "events.k8s.io/v1 is not served (404): its Events and their validation are missing"),
-        FidelityException(
-            scenario: 13, steps: [22, 23], aspects: [.status, .body],
-            reason: "events.k8s.io/v1 is not served, so an Event is not readable through it, nor one created through it through core/v1"),
-        FidelityException(
-            scenario: 13, steps: [24], aspects: [.body],
-            reason: "the list misses the Event that step 10 would have created through events.k8s.io/v1"),
-        FidelityException(
-            scenario: 13, steps: [0], aspects: [.resourceVersions],
-            reason: "the events.k8s.io/v1 Events of steps 10 and 18 are never created, so their resourceVersions never appear"),
-        FidelityException(
             scenario: 14, steps: [2, 3], aspects: [.status, .contentType, .body],
             reason: "no protobuf: an Accept of only protobuf gets 406, protobuf-or-JSON gets JSON"),
     ]

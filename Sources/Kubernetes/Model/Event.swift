@@ -31,6 +31,9 @@ public struct CoreEvent: Hashable, Sendable, Codable {
     public var reportingComponent: String?
     /// The reporting instance (the candidate identity).
     public var reportingInstance: String?
+    /// Fields this model does not name (`action`, `related`, `series`, …), kept as they were decoded so that
+    /// an event read and written back loses nothing. Empty by default.
+    public var additionalFields: [String: JSONValue] = [:]
 
     /// Creates an event.
     public init(
@@ -54,9 +57,17 @@ public struct CoreEvent: Hashable, Sendable, Codable {
         self.reportingInstance = reportingInstance
     }
 
-    private enum CodingKeys: String, CodingKey {
+    private enum CodingKeys: String, CodingKey, CaseIterable {
         case apiVersion, kind, metadata, involvedObject, reason, message, type, source, firstTimestamp, lastTimestamp
         case count, eventTime, reportingComponent, reportingInstance
+    }
+
+    /// Any key, for ``additionalFields``.
+    private struct OtherKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
     }
 
     public init(from decoder: any Decoder) throws {
@@ -82,6 +93,12 @@ public struct CoreEvent: Hashable, Sendable, Codable {
         }
         reportingComponent = try c.decodeIfPresent(String.self, forKey: .reportingComponent)
         reportingInstance = try c.decodeIfPresent(String.self, forKey: .reportingInstance)
+        let known = Set(CodingKeys.allCases.map(\.rawValue))
+        let others = try decoder.container(keyedBy: OtherKey.self)
+        for key in others.allKeys where !known.contains(key.stringValue) {
+            let value = try others.decode(JSONValue.self, forKey: key)
+            if value != .null { additionalFields[key.stringValue] = value }
+        }
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -100,6 +117,11 @@ public struct CoreEvent: Hashable, Sendable, Codable {
         try c.encodeIfPresent(eventTime?.rfc3339, forKey: .eventTime)
         try c.encodeIfPresent(reportingComponent, forKey: .reportingComponent)
         try c.encodeIfPresent(reportingInstance, forKey: .reportingInstance)
+        let known = Set(CodingKeys.allCases.map(\.rawValue))
+        var others = encoder.container(keyedBy: OtherKey.self)
+        for (key, value) in additionalFields where !known.contains(key) {
+            try others.encode(value, forKey: OtherKey(stringValue: key))
+        }
     }
 }
 
