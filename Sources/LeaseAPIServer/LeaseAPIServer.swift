@@ -128,8 +128,8 @@ import Synchronization
 ///   not checked for immutability on update. Without tokens configured, authentication and authorization are
 ///   off.
 /// - **Tokens** are opaque (`<id>.<secret>`), not signed JWTs: the server keeps a record of each in etcd
-///   (`<prefix>/serviceaccounttokens/<id>`), so every server on the same etcd accepts them; records are not
-///   removed when they expire. `audiences` and `boundObjectRef` are echoed, not enforced.
+///   (`<prefix>/serviceaccounttokens/<id>`, on an etcd lease that ends a minute after the token expires), so
+///   every server on the same etcd accepts them. `audiences` and `boundObjectRef` are echoed, not enforced.
 /// - **Watches**: the history that stands in for kube's watch cache (the last 10 000 changes since start,
 ///   replayed to a watch from a compacted revision) serves only watches, not lists; there is no default
 ///   watch timeout (kube closes watches after 30–60 minutes) and no bookmark without `timeoutSeconds`.

@@ -280,13 +280,10 @@ struct RequestAttributes: Sendable, Hashable {
             verb = request.method.rawValue.lowercased()
             return
         }
-        if s[0] == "namespaces" {
-            if s.count >= 3 {
-                namespace = s[1]
-                s.removeFirst(2)
-            } else if s.count == 2 {
-                namespace = s[1]   // kube: a namespace is in its own namespace
-            }
+        if s[0] == "namespaces" && s.count >= 2 {
+            // kube: a namespace (and its status and finalize subresources) is in its own namespace.
+            namespace = s[1]
+            if s.count >= 3 && !["status", "finalize"].contains(s[2]) { s.removeFirst(2) }
         }
         resource = s[0]
         if s.count >= 2 { name = s[1] }

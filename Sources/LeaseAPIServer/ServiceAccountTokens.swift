@@ -4,7 +4,8 @@ import Synchronization
 
 /// What the server keeps of a token it issued by TokenRequest, at `<prefix>/serviceaccounttokens/<id>` in
 /// etcd (kube keeps nothing and signs a JWT instead; a record lets every server on the same etcd check a
-/// token, and a deleted ServiceAccount's tokens stop working as kube's do).
+/// token, and a deleted ServiceAccount's tokens stop working as kube's do). The record is attached to an etcd
+/// lease that ends a minute after the token expires.
 struct ServiceAccountTokenRecord: Codable, Sendable {
     var namespace: String
     var serviceAccountName: String
@@ -127,7 +128,9 @@ extension APIHandler {
         let record = ServiceAccountTokenRecord(
             namespace: namespace, serviceAccountName: name, serviceAccountUID: account.metadata.uid ?? "", secret: secret,
             expiresAt: now + expiration)
-        guard try await store.createIfAbsent(tokenKey(id), Array(try ServerJSON.encode(record))) != nil else {
+        // The record goes when the token expires: it is attached to an etcd lease of the token's lifetime.
+        let lease = try await store.call("granting an etcd lease for a token") { try await store.etcd.grantLease(ttl: expiration + 60) }
+        guard try await store.createIfAbsent(tokenKey(id), Array(try ServerJSON.encode(record)), lease: lease.id) != nil else {
             throw APIError.internalError("a token id was issued twice")
         }
         var managed = ManagedFields()

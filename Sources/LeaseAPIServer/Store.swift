@@ -70,11 +70,12 @@ struct Store: Sendable {
         }
     }
 
-    /// Writes `value` at `key` if the key does not exist; `nil` when it does, else the write's revision.
-    func createIfAbsent(_ key: String, _ value: [UInt8]) async throws -> Int64? {
+    /// Writes `value` at `key` (attached to the etcd lease `lease`, when not 0) if the key does not exist; `nil`
+    /// when it does, else the write's revision.
+    func createIfAbsent(_ key: String, _ value: [UInt8], lease: Int64 = 0) async throws -> Int64? {
         let keyBytes = Array(key.utf8)
         let response = try await call("creating \(key)") {
-            try await etcd.txn([EtcdCompare(key: keyBytes, .createRevision(0))], success: [.put(key: keyBytes, value: value)])
+            try await etcd.txn([EtcdCompare(key: keyBytes, .createRevision(0))], success: [.put(key: keyBytes, value: value, lease: lease)])
         }
         return response.succeeded ? response.header.revision : nil
     }
