@@ -220,10 +220,13 @@ private func measureLeasectlHandOffs(_ kind: BackendKind, _ context: BenchContex
             return leading.count == 1 ? leading[0].identity : nil
         }
         func everyoneObserves(_ leader: String) -> Bool { candidates.allSatisfy { $0.observedLeader == leader } }
-        try await waitUntil(timeout: .seconds(30), "one of the leasectl elect candidates leads and the others observe it") {
-            leader().map(everyoneObserves) ?? false
+        /// Waits until one candidate leads and the others observe it; returns it.
+        func settledLeader(_ what: String, timeout: Duration) async throws -> String {
+            try await waitUntil(timeout: timeout, what) { leader().map(everyoneObserves) ?? false }
+            guard let settled = leader() else { throw BenchError("the leader changed again right after \(what)") }
+            return settled
         }
-        var current = leader()!
+        var current = try await settledLeader("one of the leasectl elect candidates leads and the others observe it", timeout: .seconds(30))
 
         // Untimed warm-up: page the binary in, open the store once.
         for _ in 0..<2 {
@@ -260,8 +263,7 @@ private func measureLeasectlHandOffs(_ kind: BackendKind, _ context: BenchContex
             guard run.succeeded, run.standardOutput.contains("\(target) leads") else {
                 failures.append("sample \(index): \(run.description)")
                 // Re-synchronise on whoever leads now.
-                try await waitUntil(timeout: .seconds(20), "a leader after a failed hand-off") { leader().map(everyoneObserves) ?? false }
-                current = leader()!
+                current = try await settledLeader("a leader after a failed hand-off", timeout: .seconds(20))
                 continue
             }
             // The target's startedLeading line is printed after its winning write, which the command may have
@@ -275,15 +277,13 @@ private func measureLeasectlHandOffs(_ kind: BackendKind, _ context: BenchContex
                 }
             } catch {
                 failures.append("sample \(index): the command reported \(target) leading, but its events did not follow: \(error)")
-                try await waitUntil(timeout: .seconds(20), "a leader after a failed hand-off") { leader().map(everyoneObserves) ?? false }
-                current = leader()!
+                current = try await settledLeader("a leader after a failed hand-off", timeout: .seconds(20))
                 continue
             }
             let holder = (try? await probe.lock.get())?.record.holderIdentity
             guard holder == target else {
                 failures.append("sample \(index): \(target) reported startedLeading but the record names \(holder ?? "nobody")")
-                try await waitUntil(timeout: .seconds(20), "a leader after a failed hand-off") { leader().map(everyoneObserves) ?? false }
-                current = leader()!
+                current = try await settledLeader("a leader after a failed hand-off", timeout: .seconds(20))
                 continue
             }
             let started = newEvents(targetIndex).first { $0.event == "startedLeading" }!
