@@ -57,31 +57,63 @@ struct HandoffCommand: AsyncParsableCommand {
         try await registry.using { registry in
             let lock = try registry.makeLock(at: lockURL, identity: "leasectl-handoff_\(UUID().uuidString.lowercased())")
             let start = ContinuousClock.now
-            let before: LeaderElectionRecord?
+            // Subscribed before the request is written, so that the take-over is seen the moment the lock's change
+            // feed reports it (a feed that connects late still reports the new holder's next renewal).
+            let feed = wait ? lock.recordChanges() : nil
+            let written: LeaderElectionRecord
             do {
-                before = try await lock.get()?.record
-                try await requestHandoff(on: lock, to: to)
+                written = try await requestHandoff(on: lock, to: to)
             } catch let error as LeaderElectionError {
                 throw LeaseCtlError("cannot hand off lock \(lock): \(registry.describe(error, for: lockURL))")
             }
-            let from = before.map { $0.holderIdentity.isEmpty ? "nobody (free)" : $0.holderIdentity } ?? "nobody"
+            let from = written.holderIdentity.isEmpty ? "nobody (free)" : written.holderIdentity
             Terminal.out("requested hand-off of lock \(lock) from \(from) to \(to)")
             guard wait else { return }
-            let deadline = start.advanced(by: timeout.duration)
-            while ContinuousClock.now < deadline {
-                let current: LeaderElectionRecord?
-                do {
-                    current = try await lock.get()?.record
-                } catch let error as LeaderElectionError {
-                    throw LeaseCtlError("cannot read lock \(lock): \(registry.describe(error, for: lockURL))")
+            let target = to
+            let reached = try await withThrowingTaskGroup(of: Bool.self) { group in
+                group.addTask {
+                    do {
+                        return try await Self.awaitHolder(target, on: lock, feed: feed)
+                    } catch let error as LeaderElectionError {
+                        throw LeaseCtlError("cannot read lock \(lock): \(registry.describe(error, for: lockURL))")
+                    }
                 }
-                if current?.holderIdentity == to {
-                    Terminal.out("\(to) leads lock \(lock) (\(formatDuration(start.duration(to: .now))) after the request)")
-                    return
+                group.addTask {
+                    try await Task.sleep(until: start.advanced(by: timeout.duration), clock: .continuous)
+                    return false
                 }
-                try await Task.sleep(for: .milliseconds(100))   // an operator's wait: polling is fine here
+                defer { group.cancelAll() }
+                return try await group.next() ?? false
+            }
+            if reached {
+                Terminal.out("\(to) leads lock \(lock) (\(formatDuration(start.duration(to: .now))) after the request)")
+                return
             }
             throw LeaseCtlError("\(to) did not take lock \(lock) within \(formatDuration(timeout.duration)); is a candidate with that identity running?")
         }
+    }
+
+    /// Returns `true` once `lock` names `target` as holder: read once, then on every change the feed reports
+    /// (`.stored` carries the record; anything else costs one read). Without a feed, or once it ends, reads every
+    /// 100 ms (an operator's wait). Runs until found or cancelled.
+    private static func awaitHolder(_ target: String, on lock: any ResourceLock, feed: AsyncStream<LockChange>?) async throws -> Bool {
+        if try await lock.get()?.record.holderIdentity == target { return true }
+        if let feed {
+            for await change in feed {
+                switch change {
+                case .stored(let current):
+                    if current.record.holderIdentity == target { return true }
+                case .deleted:
+                    continue
+                case .unknown:
+                    if try await lock.get()?.record.holderIdentity == target { return true }
+                }
+            }
+        }
+        while !Task.isCancelled {
+            if try await lock.get()?.record.holderIdentity == target { return true }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        return false
     }
 }
