@@ -289,7 +289,14 @@ struct RequestAttributes: Sendable, Hashable {
         if s.count >= 2 { name = s[1] }
         if s.count >= 3 { subresource = s[2...].joined(separator: "/") }
         switch request.method {
-        case .GET: verb = !name.isEmpty ? (watching ? "watch" : "get") : (watching ? "watch" : "list")
+        case .GET where !name.isEmpty: verb = "get"
+        case .GET:
+            verb = watching ? "watch" : "list"
+            // kube: a list or watch whose field selector requires one name is about that name.
+            if let selected = Self.exactName(request.query["fieldSelector"] ?? ""), !selected.contains("/"),
+               selected != ".", selected != ".." {
+                name = selected
+            }
         case .HEAD: verb = "get"
         case .POST: verb = "create"
         case .PUT: verb = "update"
@@ -297,6 +304,17 @@ struct RequestAttributes: Sendable, Hashable {
         case .DELETE: verb = !name.isEmpty ? "delete" : "deletecollection"
         default: verb = request.method.rawValue.lowercased()
         }
+    }
+
+    /// The name a field selector requires exactly (`metadata.name=x` or `metadata.name==x` among its terms).
+    static func exactName(_ selector: String) -> String? {
+        for term in selector.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {
+            for op in ["==", "="] where term.hasPrefix("metadata.name" + op) {
+                let value = String(term.dropFirst(("metadata.name" + op).count))
+                if !value.hasPrefix("=") && !value.isEmpty { return value }
+            }
+        }
+        return nil
     }
 
     /// RBAC's 403: `leases.coordination.k8s.io "x" is forbidden: User "u" cannot get resource "leases" in API

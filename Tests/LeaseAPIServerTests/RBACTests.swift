@@ -88,6 +88,22 @@ import Testing
         }
     }
 
+    @Test func aListOrWatchSelectingOneNameMatchesResourceNames() async throws {
+        try await ServerFixture.with { fixture in
+            let namespace = try await fixture.namespace()
+            let token = try await serviceAccountToken(fixture, namespace, "sa")
+            try await bind(fixture, namespace, role: "one",
+                           rules: #"[{"apiGroups":["coordination.k8s.io"],"resources":["leases"],"verbs":["list","watch"],"resourceNames":["x"]}]"#,
+                           subjects: #"[{"kind":"ServiceAccount","name":"sa"}]"#)
+            #expect(try await fixture.get(leases(namespace) + "?fieldSelector=metadata.name%3Dx", token: token).status == 200)
+            let other = try await fixture.get(leases(namespace) + "?fieldSelector=metadata.name%3Dy", token: token)
+            #expect(other.status == 403)
+            #expect(try other.decode(Status.self).message
+                == #"leases.coordination.k8s.io "y" is forbidden: User "system:serviceaccount:\#(namespace):sa" cannot list resource "leases" in API group "coordination.k8s.io" in the namespace "\#(namespace)""#)
+            #expect(try await fixture.get(leases(namespace), token: token).status == 403)
+        }
+    }
+
     @Test func creatingRolesNeedsEscalate() async throws {
         try await ServerFixture.with { fixture in
             let namespace = try await fixture.namespace()
