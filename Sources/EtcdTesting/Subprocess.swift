@@ -5,6 +5,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Dispatch
 import Foundation
 import Synchronization
 
@@ -38,7 +39,10 @@ enum ChildOutput {
 
 /// The environment for the children: this process's, without the variables `etcd` and `etcdctl` read as
 /// flags (`ETCD_*`, `ETCDCTL_*`), which would conflict with the flags we pass.
-func childEnvironment(adding extra: [String: String] = [:]) -> [String] {
+///
+/// - Parameter extra: variables to set (or override) on top.
+/// - Returns: `NAME=value` strings, as `posix_spawn(2)` takes them.
+public func childEnvironment(adding extra: [String: String] = [:]) -> [String] {
     var environment = ProcessInfo.processInfo.environment.filter { key, _ in
         !key.hasPrefix("ETCD_") && !key.hasPrefix("ETCDCTL_")
     }
@@ -354,7 +358,7 @@ public final class SpawnerThread: Sendable {
 
 // MARK: - Short-lived commands
 
-/// What a finished command printed and how it ended.
+/// What a finished command printed, how it ended and when it ran.
 public struct CommandResult: Sendable, CustomStringConvertible {
     /// The command line, for messages.
     public var command: [String]
@@ -366,6 +370,10 @@ public struct CommandResult: Sendable, CustomStringConvertible {
     public var standardError: String
     /// `true` when it was killed because it ran past its timeout.
     public var timedOut: Bool
+    /// `CLOCK_MONOTONIC` (the clock of every process on the machine), in nanoseconds, just before the spawn.
+    public var startNanos: UInt64
+    /// `CLOCK_MONOTONIC`, in nanoseconds, when `waitpid(2)` returned the command's exit.
+    public var endNanos: UInt64
 
     /// `true` when it exited with status 0.
     public var succeeded: Bool { exitCode == 0 && !timedOut }
@@ -407,7 +415,51 @@ private func readAll(_ fd: Int32) -> String {
     return String(decoding: data, as: UTF8.self)
 }
 
-/// Runs a command to completion, blocking the calling thread; kills it (`SIGKILL`) after `timeout`.
+/// `CLOCK_MONOTONIC` in nanoseconds.
+private func monotonicNanos() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+/// A running command that the timeout watchdog may kill only until it has been reaped: after that its pid may
+/// name another process.
+private final class RunningCommand: Sendable {
+    let pid: pid_t
+    /// Whether it has been reaped, and whether the watchdog killed it.
+    private let state = Mutex<(reaped: Bool, killed: Bool)>((false, false))
+
+    init(pid: pid_t) {
+        self.pid = pid
+    }
+
+    /// `SIGKILL`, unless the command has been reaped.
+    func killUnlessReaped() {
+        state.withLock { state in
+            guard !state.reaped else { return }
+            _ = kill(pid, SIGKILL)
+            state.killed = true
+        }
+    }
+
+    /// Blocks until the command exits and reaps it: its status, `CLOCK_MONOTONIC` when `waitpid` returned, and
+    /// whether the watchdog killed it.
+    func wait() -> (status: ExitStatus, endNanos: UInt64, killed: Bool) {
+        // Wait *without* reaping first, then reap under the lock, so that ``killUnlessReaped()`` (also under the
+        // lock) never hits a recycled pid.
+        var info = siginfo_t()
+        while waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) == -1 && errno == EINTR {}
+        return state.withLock { state in
+            let status = blockingWait(pid)
+            let end = monotonicNanos()
+            state.reaped = true
+            return (status, end, state.killed)
+        }
+    }
+}
+
+/// Runs a command to completion, blocking the calling thread in `waitpid(2)`; a watchdog kills it (`SIGKILL`)
+/// after `timeout`.
 ///
 /// Output goes to unlinked temporary files, so a chatty command can never block on a full pipe.
 func runCommandBlocking(
@@ -420,43 +472,44 @@ func runCommandBlocking(
     defer { close(out) }
     let err = try anonymousFile()
     defer { close(err) }
-    let pid = try spawnProcess(
+    let start = monotonicNanos()
+    let command = RunningCommand(pid: try spawnProcess(
         executable: executable, arguments: arguments, environment: environment,
-        output: .descriptors(out, err), newProcessGroup: false)
+        output: .descriptors(out, err), newProcessGroup: false))
 
-    // Poll with WNOHANG until the deadline (commands here take milliseconds to seconds).
-    let deadline = ContinuousClock.now.advanced(by: timeout)
-    var raw: Int32 = 0
-    var status: ExitStatus?
-    var timedOut = false
-    var pause: useconds_t = 500
-    while status == nil {
-        let r = waitpid(pid, &raw, WNOHANG)
-        if r == pid {
-            status = ExitStatus(waitStatus: raw)
-        } else if r == -1 && errno != EINTR {
-            status = .signaled(SIGKILL)
-        } else if ContinuousClock.now >= deadline {
-            kill(pid, SIGKILL)
-            timedOut = true
-            status = blockingWait(pid)
-        } else {
-            usleep(pause)
-            pause = min(pause * 2, 20_000)
-        }
-    }
-    let exitCode: Int32 = switch status! {
+    // The watchdog runs on Dispatch's threads, not Swift's cooperative pool: a caller blocking a pool thread in
+    // here cannot keep it from firing.
+    let watchdog = DispatchWorkItem { command.killUnlessReaped() }
+    DispatchQueue.global().asyncAfter(deadline: .now() + timeout / .seconds(1), execute: watchdog)
+    let (status, end, killed) = command.wait()
+    watchdog.cancel()
+
+    let exitCode: Int32 = switch status {
     case .exited(let code): code
     case .signaled(let signal): 128 + signal
     }
     return CommandResult(
         command: [executable] + arguments, exitCode: exitCode,
-        standardOutput: readAll(out), standardError: readAll(err), timedOut: timedOut)
+        standardOutput: readAll(out), standardError: readAll(err), timedOut: killed,
+        startNanos: start, endNanos: end)
 }
 
-/// ``runCommandBlocking(_:_:environment:timeout:)`` on a thread of its own, so that waiting for the command
-/// never occupies a thread of Swift's (small) cooperative pool.
-func runCommand(
+/// Runs a command to completion on a thread of its own that does nothing else (spawn, then a blocking
+/// `waitpid(2)`), so that waiting for it never occupies a thread of Swift's (small) cooperative pool, and neither
+/// that pool nor a polling interval adds to ``CommandResult/startNanos`` … ``CommandResult/endNanos``.
+///
+/// The command gets standard input from `/dev/null`, default signal dispositions, an empty signal mask and no
+/// inherited descriptor but 0, 1 and 2; its standard output and error go to unlinked temporary files (never a
+/// pipe that could fill up), read once it has exited.
+///
+/// - Parameters:
+///   - executable: the path of the program (`argv[0]`).
+///   - arguments: the rest of its command line.
+///   - environment: `NAME=value` strings; by default ``childEnvironment(adding:)``.
+///   - timeout: after this, the command is killed (`SIGKILL`) and ``CommandResult/timedOut`` is `true`.
+/// - Returns: what it printed, how it ended and when.
+/// - Throws: ``EtcdTestingError`` when it cannot be started.
+public func runCommand(
     _ executable: String,
     _ arguments: [String],
     environment: [String] = childEnvironment(),

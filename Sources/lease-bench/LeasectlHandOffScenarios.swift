@@ -242,10 +242,10 @@ private func measureLeasectlHandOffs(_ kind: BackendKind, _ context: BenchContex
         for index in 0..<count where failures.count < 3 {
             // Start-up cost of this binary, next to each sample (same load).
             let help = try await TimedCommand.run(leasectl, ["--help"], timeout: .seconds(20))
-            guard help.succeeded else { throw BenchError("leasectl --help failed: \(help.description)") }
+            guard help.succeeded else { throw BenchError("leasectl --help failed: \(help.line)") }
             noOp.append(help.millis)
             let read = try await TimedCommand.run(leasectl, ["get", lock.url] + lock.connection, timeout: .seconds(20))
-            guard read.succeeded else { throw BenchError("leasectl get failed: \(read.description)") }
+            guard read.succeeded else { throw BenchError("leasectl get failed: \(read.line)") }
             get.append(read.millis)
 
             let from = current
@@ -261,7 +261,7 @@ private func measureLeasectlHandOffs(_ kind: BackendKind, _ context: BenchContex
                 leasectl, ["handoff", "--wait", lock.url, "--to", target, "--timeout", "10s"] + lock.connection,
                 timeout: .seconds(20))
             guard run.succeeded, run.standardOutput.contains("\(target) leads") else {
-                failures.append("sample \(index): \(run.description)")
+                failures.append("sample \(index): \(run.line)")
                 // Re-synchronise on whoever leads now.
                 current = try await settledLeader("a leader after a failed hand-off", timeout: .seconds(20))
                 continue
