@@ -17,6 +17,9 @@ final class APIHandler: Sendable {
     let logger: Logger
     /// The kube-apiserver generation answered as.
     let generation: LeaseAPIServer.Generation
+    /// Where time decides an answer: watch timeouts and bookmarks, the wait for a future resourceVersion,
+    /// the authentication cache (``LeaseAPIServer/Configuration/clock``).
+    let clock: any Clock<Duration>
     let watches = WatchCounter()
     /// The changes since start, replayed to watches from compacted revisions (kube's watch cache).
     let history = WatchHistory()
@@ -30,10 +33,11 @@ final class APIHandler: Sendable {
     let namespaceRequestCounts = Mutex<[String: [String: Int]]>([:])
 
     init(store: Store, tokens: Set<String>, generation: LeaseAPIServer.Generation,
-         authenticationClock: any Clock<Duration> = ContinuousClock(), logger: Logger) {
+         clock: any Clock<Duration> = ContinuousClock(), logger: Logger) {
+        self.clock = clock
         self.store = store
         self.tokens = tokens
-        self.authenticationCache = AuthenticationCache(clock: authenticationClock)
+        self.authenticationCache = AuthenticationCache(clock: clock)
         self.generation = generation
         self.logger = logger
     }
@@ -868,15 +872,15 @@ final class APIHandler: Sendable {
 
     // MARK: - Lists
 
-    /// A resourceVersion no newer than the store's: kube's watch cache waits up to 3 s for a newer one, then
-    /// answers 504 `Too large resource version`.
+    /// A resourceVersion no newer than the store's: kube's watch cache waits up to 3 s (on ``clock``) for a
+    /// newer one, then answers 504 `Too large resource version`.
     func notNewerThanStore(_ requested: String) async throws -> Int64 {
         guard let version = Int64(requested), version > 0 else {
             throw APIError.badRequest("resourceVersion: Invalid value: \(goQuote(requested)): strconv.ParseUint: parsing \(goQuote(requested)): invalid syntax")
         }
         var current = try await store.call("reading the revision") { try await store.etcd.status().header.revision }
         if version > current {
-            try await Task.sleep(for: .seconds(3))
+            try await clock.sleep(for: .seconds(3))
             current = try await store.call("reading the revision") { try await store.etcd.status().header.revision }
         }
         guard version <= current else {

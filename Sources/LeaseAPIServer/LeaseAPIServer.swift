@@ -78,9 +78,10 @@ import Synchronization
 ///   DELETE on a collection answering the list of deleted objects.
 /// - **Lists** by resourceVersion: `Exact`, or a resourceVersion with `limit`, read etcd at that revision
 ///   (410 when compacted); `NotOlderThan`, `0` or none read the newest state (`0` ignores `limit`); a
-///   resourceVersion from the future waits 3 s, then 504; an expired continue token is 410 offering an
+///   resourceVersion from the future waits 3 s (on ``Configuration/clock``), then 504; an expired continue token is 410 offering an
 ///   inconsistent token that continues at the newest revision.
-/// - **Watches** send a `BOOKMARK` 2 s before `timeoutSeconds` when `allowWatchBookmarks` is set; `DELETED`
+/// - **Watches** end at `timeoutSeconds` and send a `BOOKMARK` 2 s before it when `allowWatchBookmarks` is set (both
+///   on ``Configuration/clock``); `DELETED`
 ///   carries the object's last state at the deletion's revision. A watch from a revision etcd has compacted
 ///   is replayed from the changes kept since start (kube's watch cache); older than those, it gets one
 ///   `ERROR` line with a 410 `Expired` Status.
@@ -92,7 +93,7 @@ import Synchronization
 ///   TokenRequest token authenticates as `system:serviceaccount:{ns}:{name}` (groups `system:serviceaccounts`,
 ///   `system:serviceaccounts:{ns}`, `system:authenticated`) while its ServiceAccount exists with the uid it was
 ///   issued for; a successful authentication is reused for 10 s, as kube's token cache does, so a deleted
-///   ServiceAccount's token keeps working up to 10 s (``Configuration/authenticationCacheClock``).
+///   ServiceAccount's token keeps working up to 10 s (on ``Configuration/clock``).
 /// - **Authorization (RBAC)**: the configured static tokens are cluster-admin (as `system:masters`). A
 ///   ServiceAccount may GET discovery and health paths, and otherwise only what a Role bound to it in the
 ///   request's namespace grants: rules match `apiGroups`, `resources` (`resource/subresource`, `*`,
@@ -172,10 +173,14 @@ public final class LeaseAPIServer: Sendable {
         public var etcdPrefix: String
         /// Which kube-apiserver generation to answer as. Default ``Generation/v1_26``.
         public var generation: Generation
-        /// The clock that ages cached ServiceAccount-token authentications (kube reuses a successful one for
-        /// 10 s, so a deleted ServiceAccount's token keeps working that long). Default `ContinuousClock()`;
-        /// inject a `ManualClock` in tests.
-        public var authenticationCacheClock: any Clock<Duration>
+        /// The clock on which time decides what the server answers: it times a watch's `timeoutSeconds` and the
+        /// `BOOKMARK` sent 2 s before it, the 3 s wait for a resourceVersion from the future before the 504
+        /// `Too large resource version`, and the age of cached ServiceAccount-token authentications (kube
+        /// reuses a successful one for 10 s, so a deleted ServiceAccount's token keeps working that long).
+        /// Retry pauses while etcd is unreachable are not on it: they change when an answer comes, never which.
+        /// Default `ContinuousClock()`; inject a `ManualClock` in tests so that no outcome depends on how fast
+        /// the machine runs.
+        public var clock: any Clock<Duration>
 
         /// The server certificate, as PEM files.
         public struct TLS: Sendable, Hashable {
@@ -199,9 +204,9 @@ public final class LeaseAPIServer: Sendable {
             bearerTokens: Set<String> = [],
             etcdPrefix: String = "/registry",
             generation: Generation = .v1_26,
-            authenticationCacheClock: any Clock<Duration> = ContinuousClock()
+            clock: any Clock<Duration> = ContinuousClock()
         ) {
-            self.authenticationCacheClock = authenticationCacheClock
+            self.clock = clock
             self.host = host
             self.port = port
             self.tls = tls
@@ -277,7 +282,7 @@ public final class LeaseAPIServer: Sendable {
         while prefix.hasSuffix("/") { prefix.removeLast() }
         let api = APIHandler(
             store: Store(etcd: etcd, prefix: prefix), tokens: configuration.bearerTokens,
-            generation: configuration.generation, authenticationClock: configuration.authenticationCacheClock, logger: logger)
+            generation: configuration.generation, clock: configuration.clock, logger: logger)
         let connections = ConnectionRegistry()
 
         let serverChannel: NIOAsyncChannel<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, Never>

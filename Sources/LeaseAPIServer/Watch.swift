@@ -34,7 +34,7 @@ extension APIHandler {
         let bookmarks = try request.query["allowWatchBookmarks"].map { try parseBool($0, "allowWatchBookmarks") } ?? false
         let session = WatchSession<T>(
             store: store, namespace: namespace, prefix: prefix, selectors: selectors, initial: initial,
-            startRevision: startRevision, counter: watches, history: history, bookmarks: bookmarks)
+            startRevision: startRevision, counter: watches, history: history, bookmarks: bookmarks, clock: clock)
         let limit = timeout
         return .watch(WatchStream { emit in try await session.run(timeout: limit, emit: emit) })
     }
@@ -56,6 +56,8 @@ struct WatchSession<T: APIObject>: Sendable {
     let history: WatchHistory
     /// `allowWatchBookmarks`: a `BOOKMARK` event 2 s before the timeout, as kube's watch cache sends.
     let bookmarks: Bool
+    /// Times `timeoutSeconds` and the `BOOKMARK` before it.
+    let clock: any Clock<Duration>
 
     func run(timeout: Duration?, emit: @escaping @Sendable (ByteBuffer) async throws -> Void) async throws {
         counter.increment()
@@ -63,18 +65,24 @@ struct WatchSession<T: APIObject>: Sendable {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await stream(emit) }
             if let timeout {
-                group.addTask { try await Task.sleep(for: timeout) }
-                if bookmarks && timeout > .seconds(2) {
-                    group.addTask {
-                        try await Task.sleep(for: timeout - .seconds(2))
-                        try await emit(try await bookmark())
-                        try await Task.sleep(for: .seconds(3600))   // the timeout ends the watch, not this task
-                    }
-                }
+                group.addTask { try await expire(on: clock, after: timeout, emit: emit) }
             }
             _ = try await group.next()
             group.cancelAll()
         }
+    }
+
+    /// Returns when `timeout` has passed on `clock` (ending the watch), having sent the `BOOKMARK` 2 s before
+    /// when bookmarks are allowed. One sleeper at a time, both times measured from the same start.
+    private func expire<C: Clock<Duration>>(
+        on clock: C, after timeout: Duration, emit: @escaping @Sendable (ByteBuffer) async throws -> Void
+    ) async throws {
+        let deadline = clock.now.advanced(by: timeout)
+        if bookmarks && timeout > .seconds(2) {
+            try await clock.sleep(until: deadline.advanced(by: .seconds(-2)), tolerance: nil)
+            try await emit(try await bookmark())
+        }
+        try await clock.sleep(until: deadline, tolerance: nil)
     }
 
     /// `{"type":"BOOKMARK","object":{…"metadata":{"resourceVersion":N,"creationTimestamp":null}…}}`, at the

@@ -218,6 +218,8 @@ final class GoldenReplay: @unchecked Sendable {
     private var watches: [String: WatchLines] = [:]
     private var watchAttribution: [String: [(afterStep: Int, line: String)]] = [:]
     private var watchConsumed: [String: Int] = [:]
+    /// When each watch with `timeoutSeconds` must end, on the server's clock.
+    private var watchDeadlines: [String: ManualClock.Instant] = [:]
 
     init(scenario: String, recording: OrderedJSON, fixture: ServerFixture, namespace: String) {
         self.scenario = scenario
@@ -498,8 +500,8 @@ final class GoldenReplay: @unchecked Sendable {
             } else if let request = step["request"], let response = step["response"] {
                 if step["label"]?.string?.contains("once it is rejected") == true {
                     // The recorder polled until kube's 10 s cache of successful token authentications had
-                    // let go of a deleted ServiceAccount's token (10 step 24): the cache's clock moves past it.
-                    fixture.authenticationClock.advance(by: .seconds(11))
+                    // let go of a deleted ServiceAccount's token (10 step 24): the server's clock moves past it.
+                    fixture.clock.advance(by: .seconds(11))
                 }
                 try await runRequest(number, request, response, userAgent: userAgent)
             }
@@ -567,10 +569,29 @@ final class GoldenReplay: @unchecked Sendable {
             http.body = .bytes(ByteBuffer(string: "null"))
         }
         let isWatch = expected["stream"] != nil
-        let response = try await fixture.http.execute(http, timeout: .seconds(isWatch ? 120 : 30))
+        let response: HTTPClientResponse
+        if !isWatch, expected["status"]?.int == 504, expected["body"]?["reason"]?.string == "Timeout" {
+            // kube's watch cache waited 3 s for the resourceVersion from the future before its 504: once the
+            // server parks on its clock, 3 s pass there.
+            let parked = fixture.clock.sleepers
+            let client = fixture.http
+            let sent = http
+            let answer = Task { try await client.execute(sent, timeout: .seconds(30)) }
+            if await fixture.clock.waitForSleepers(atLeast: parked + 1, timeout: .seconds(10)) {
+                fixture.clock.advance(by: .seconds(3))
+            } else {
+                differ(step, .status, "the server answered without waiting on its clock for the resourceVersion from the future")
+            }
+            response = try await answer.value
+        } else {
+            response = try await fixture.http.execute(http, timeout: .seconds(isWatch ? 120 : 30))
+        }
         compareHead(step, response, expected)
         if isWatch, let id = expected["stream"]?.string {
             watches[id] = WatchLines.reading(response)
+            if let seconds = (request["query"]?["timeoutSeconds"]?.string).flatMap({ Int64($0) }), seconds > 0 {
+                watchDeadlines[id] = fixture.clock.now.advanced(by: .seconds(seconds))
+            }
             return
         }
         let bytes = try await response.body.collect(upTo: 16 << 20)
@@ -657,13 +678,53 @@ final class GoldenReplay: @unchecked Sendable {
         return watch?["lines"]?.array.map { ($0["afterStep"]?.int ?? 0, $0["line"] ?? .null) } ?? []
     }
 
-    /// Waits for every watch to end (bounded by its timeoutSeconds), then compares its lines.
+    /// How the recording says a watch ended (`end.when`): by itself, or when its `timeoutSeconds` ran out.
+    private func endsImmediately(_ id: String) -> Bool {
+        let watch = recording["watches"]?.array.first { $0["id"]?.string == id }
+        return watch?["end"]?["when"]?.string?.hasPrefix("immediately") == true
+    }
+
+    /// After the last step: the watches that end by themselves do so without the clock moving; then the server's
+    /// clock moves deadline by deadline (the BOOKMARKs 2 s before `timeoutSeconds`, then the timeouts) until
+    /// every watch has ended. Before each move, every open watch must have parked its timer, so no outcome
+    /// depends on how fast the steps ran. A watch recorded as ending at its timeout must not end before it.
+    private func runOutWatches(lastStep: Int) async {
+        for (id, lines) in watches.sorted(by: { $0.key < $1.key }) where endsImmediately(id) {
+            if !(await lines.waitForEnd(timeout: .seconds(10))) {
+                differ(lastStep, .watch, "\(id) is still open, recorded ending immediately")
+            }
+        }
+        // At most a BOOKMARK's and a timeout's deadline per watch.
+        for _ in 0...(2 * watches.count) {
+            for (id, lines) in watches.sorted(by: { $0.key < $1.key }) where !endsImmediately(id) && lines.ended {
+                if let deadline = watchDeadlines.removeValue(forKey: id), fixture.clock.now < deadline {
+                    differ(lastStep, .watch, "\(id) ended at \(fixture.clock.now), before its timeoutSeconds (\(deadline))")
+                }
+            }
+            let open = { self.watches.values.filter { !$0.ended }.count }
+            if open() == 0 { return }
+            // Each open watch has one timer at a time on the clock (its BOOKMARK's, then its timeout's).
+            let real = ContinuousClock()
+            let limit = real.now.advanced(by: .seconds(10))
+            while fixture.clock.sleepers < open() && real.now < limit { try? await real.sleep(for: .milliseconds(1)) }
+            if open() == 0 { continue }
+            guard fixture.clock.advanceToNextDeadline() != nil else {
+                differ(lastStep, .watch, "\(open()) watches are open with no timer on the server's clock")
+                return
+            }
+        }
+        let open = watches.filter { !$0.value.ended }.map(\.key).sorted()
+        if !open.isEmpty { differ(lastStep, .watch, "\(open) still open after every deadline on the server's clock") }
+    }
+
+    /// Runs out every watch on the server's clock (``runOutWatches(lastStep:)``), then compares its lines.
     private func finishWatches() async throws {
         let lastStep = recording["steps"]?.array.last?["step"]?.int ?? 0
+        await runOutWatches(lastStep: lastStep)
         for (id, lines) in watches.sorted(by: { $0.key < $1.key }) {
             let watch = recording["watches"]?.array.first { $0["id"]?.string == id }
             let start = watch?["startedAtStep"]?.int ?? 0
-            _ = await lines.waitForEnd(timeout: .seconds(25))
+            _ = await lines.waitForEnd(timeout: .seconds(10))
             let all = lines.lines
             for line in all[watchConsumed[id, default: 0]...] { watchAttribution[id, default: []].append((lastStep, normalizeWatchLine(line))) }
             lines.cancel()

@@ -130,9 +130,9 @@ import Testing
             let deleted = try await fixture.request("DELETE", "/api/v1/namespaces/\(namespace)/serviceaccounts/sa")
             #expect(deleted.status == 200 && deleted.json["kind"] as? String == "ServiceAccount", "\(deleted)")
             // Cached for 10 s, as kube does.
-            fixture.authenticationClock.advance(by: .seconds(9))
+            fixture.clock.advance(by: .seconds(9))
             #expect(try await fixture.get(leases(namespace) + "/x", token: token).status == 200)
-            fixture.authenticationClock.advance(by: .seconds(2))
+            fixture.clock.advance(by: .seconds(2))
             let rejected = try await fixture.get(leases(namespace) + "/x", token: token)
             #expect(rejected.status == 401)
             // A new ServiceAccount of the same name (another uid) does not revive the token.
@@ -170,7 +170,7 @@ import Testing
             #expect(try await fixture.etcdValue("/serviceaccounts/\(namespace)/sa") == nil)
             #expect(try await fixture.etcdValue("/roles/\(namespace)/r") == nil)
             #expect(try await fixture.etcdValue("/rolebindings/\(namespace)/r-binding") == nil)
-            fixture.authenticationClock.advance(by: .seconds(11))
+            fixture.clock.advance(by: .seconds(11))
             #expect(try await fixture.get(leases(namespace), token: token).status == 401)
         }
     }

@@ -23,14 +23,15 @@ final class ServerFixture: Sendable {
     let tls: EtcdTLS
     let http: HTTPClient
     let prefix: String
-    /// The clock that ages the server's cached ServiceAccount-token authentications.
-    let authenticationClock: ManualClock
+    /// The server's clock (``LeaseAPIServer/Configuration/clock``): watch timeouts and bookmarks, the wait for a
+    /// future resourceVersion, the authentication cache. Time moves only when a test advances it.
+    let clock: ManualClock
 
     private init(
         server: LeaseAPIServer, etcd: EtcdClient, etcdServer: EtcdServer, tls: EtcdTLS, http: HTTPClient, prefix: String,
-        authenticationClock: ManualClock
+        clock: ManualClock
     ) {
-        self.authenticationClock = authenticationClock
+        self.clock = clock
         self.server = server
         self.etcd = etcd
         self.etcdServer = etcdServer
@@ -63,13 +64,13 @@ final class ServerFixture: Sendable {
         let etcd = try EtcdClient(configuration: .init(endpoints: [etcdServer.endpoint], requestTimeout: .seconds(5)))
         let prefix = etcdPrefix ?? "/test-\(UUID().uuidString.lowercased())/registry"
         let server: LeaseAPIServer
-        let authenticationClock = ManualClock()
+        let clock = ManualClock()
         do {
             server = try await LeaseAPIServer.start(
                 configuration: .init(
                     tls: .init(certificateChainFile: tls.serverCertFile, privateKeyFile: tls.serverKeyFile),
                     bearerTokens: [token], etcdPrefix: prefix, generation: generation,
-                    authenticationCacheClock: authenticationClock),
+                    clock: clock),
                 etcd: etcd)
         } catch {
             etcd.close()
@@ -77,7 +78,7 @@ final class ServerFixture: Sendable {
         }
         let http = makeHTTPClient(trusting: tls.caFile)
         let fixture = ServerFixture(server: server, etcd: etcd, etcdServer: etcdServer, tls: tls, http: http, prefix: prefix,
-                                    authenticationClock: authenticationClock)
+                                    clock: clock)
         do {
             let result = try await body(fixture)
             await fixture.tearDown()
