@@ -15,13 +15,7 @@ struct ServiceAccountObject: APIObject {
         namespaced: true, selectableFields: ["metadata.name", "metadata.namespace"], allowCreateOnUpdate: false,
         unsupportedFieldMessage: { label in "field label not supported: \(label)" }, returnDeletedObject: true)
 
-    func fieldValue(_ field: String) -> String {
-        switch field {
-        case "metadata.name": metadata.name ?? ""
-        case "metadata.namespace": metadata.namespace ?? ""
-        default: ""
-        }
-    }
+    func fieldValue(_ field: String) -> String { metadataFieldValue(metadata, field) }
 
     func validateSpec() -> [FieldError] { [] }
 
@@ -71,15 +65,9 @@ struct RoleObject: APIObject {
     static let info = ResourceInfo(
         group: "rbac.authorization.k8s.io", version: "v1", resource: "roles", kind: "Role", listKind: "RoleList",
         namespaced: true, selectableFields: ["metadata.name", "metadata.namespace"], allowCreateOnUpdate: true,
-        unsupportedFieldMessage: { label in "\(goQuote(label)) is not a known field selector: only \"metadata.name\", \"metadata.namespace\"" })
+        unsupportedFieldMessage: defaultUnsupportedField)
 
-    func fieldValue(_ field: String) -> String {
-        switch field {
-        case "metadata.name": metadata.name ?? ""
-        case "metadata.namespace": metadata.namespace ?? ""
-        default: ""
-        }
-    }
+    func fieldValue(_ field: String) -> String { metadataFieldValue(metadata, field) }
 
     /// `ValidatePolicyRule` for a namespaced Role.
     func validateSpec() -> [FieldError] {
@@ -143,17 +131,11 @@ struct RoleBindingObject: APIObject {
         group: "rbac.authorization.k8s.io", version: "v1", resource: "rolebindings", kind: "RoleBinding",
         listKind: "RoleBindingList", namespaced: true, selectableFields: ["metadata.name", "metadata.namespace"],
         allowCreateOnUpdate: true,
-        unsupportedFieldMessage: { label in "\(goQuote(label)) is not a known field selector: only \"metadata.name\", \"metadata.namespace\"" })
+        unsupportedFieldMessage: defaultUnsupportedField)
 
     static var structFields: [String] { ["metadata", "roleRef"] }
 
-    func fieldValue(_ field: String) -> String {
-        switch field {
-        case "metadata.name": metadata.name ?? ""
-        case "metadata.namespace": metadata.namespace ?? ""
-        default: ""
-        }
-    }
+    func fieldValue(_ field: String) -> String { metadataFieldValue(metadata, field) }
 
     /// `ValidateRoleBinding`: the roleRef and each subject.
     func validateSpec() -> [FieldError] {
@@ -331,5 +313,14 @@ struct RequestAttributes: Sendable, Hashable {
         let message = "\(qualified)\(name.isEmpty ? "" : " " + goQuote(name)) is forbidden: \(who) cannot \(verb) resource \(goQuote(combined)) in API group \(goQuote(group)) \(scope)"
         return APIError(code: 403, reason: "Forbidden", message: message,
                         details: Status.Details(name: name.isEmpty ? nil : name, group: group.isEmpty ? nil : group, kind: resource))
+    }
+}
+
+/// The value of `metadata.name` or `metadata.namespace`, the only field selectors of these objects; "" for any other.
+private func metadataFieldValue(_ metadata: ObjectMeta, _ field: String) -> String {
+    switch field {
+    case "metadata.name": metadata.name ?? ""
+    case "metadata.namespace": metadata.namespace ?? ""
+    default: ""
     }
 }

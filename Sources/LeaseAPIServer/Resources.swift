@@ -122,7 +122,7 @@ extension APIObject {
 }
 
 /// The conversion message of the default field label conversion (`DefaultMetaV1FieldSelectorConversion`).
-private let defaultUnsupportedField: @Sendable (String) -> String = { label in
+let defaultUnsupportedField: @Sendable (String) -> String = { label in
     "\(goQuote(label)) is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
 }
 
