@@ -319,9 +319,9 @@ import Testing
         await backend.shutdown()
     }
 
-    /// A kubeconfig with contexts `ctx` (current; namespace team-a) and `plain` (no namespace), both on
-    /// https://127.0.0.1:6443 with the token `t0ken`.
-    static func writeKubeconfig(in directory: String) throws -> String {
+    /// A kubeconfig with contexts `ctx` (current; namespace team-a) and `plain` (no namespace), both on `server`
+    /// with the token `t0ken`.
+    static func writeKubeconfig(in directory: String, server: String = "https://127.0.0.1:6443") throws -> String {
         let path = "\(directory)/kubeconfig"
         try """
             apiVersion: v1
@@ -329,7 +329,7 @@ import Testing
             clusters:
             - name: local
               cluster:
-                server: https://127.0.0.1:6443
+                server: \(server)
             users:
             - name: tester
               user:

@@ -10,38 +10,13 @@ import Testing
 @Suite(.timeLimit(.minutes(1))) struct KubernetesServerErrorTests {
     static let internalError = #"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Internal error occurred: etcdserver: request timed out","reason":"InternalError","code":500}"#
 
-    static func kubeconfig(server: String, in directory: String) throws -> String {
-        let path = "\(directory)/kubeconfig"
-        try """
-            apiVersion: v1
-            kind: Config
-            clusters:
-            - name: local
-              cluster:
-                server: \(server)
-            users:
-            - name: tester
-              user:
-                token: t0ken
-            contexts:
-            - name: ctx
-              context:
-                cluster: local
-                user: tester
-                namespace: team-a
-            current-context: ctx
-
-            """.write(toFile: path, atomically: true, encoding: .utf8)
-        return path
-    }
-
     /// Through the lock (a LeaderElectionError), as `elect` and `release` see it.
     @Test func aServerErrorThroughTheLockIsReportedAsItsStatus() async throws {
         let server = try FixedResponseServer(status: 500, reason: "Internal Server Error", body: Self.internalError)
         defer { server.stop() }
         let directory = try LeasectlHarness.temporaryDirectory()
         defer { LeasectlHarness.cleanUp(directory) }
-        let kubeconfig = try Self.kubeconfig(server: server.url, in: directory)
+        let kubeconfig = try KubernetesBackendTests.writeKubeconfig(in: directory, server: server.url)
         try await KubernetesBackendTests.withBackend(.init(kubeconfig: kubeconfig, environment: [:])) { backend in
             let url = try LockURL(parsing: "kubernetes://team-a/x")
             let lock = try backend.makeLock(at: url, identity: "me", createDirectory: false)
@@ -61,7 +36,7 @@ import Testing
         defer { server.stop() }
         let directory = try LeasectlHarness.temporaryDirectory()
         defer { LeasectlHarness.cleanUp(directory) }
-        let kubeconfig = try Self.kubeconfig(server: server.url, in: directory)
+        let kubeconfig = try KubernetesBackendTests.writeKubeconfig(in: directory, server: server.url)
         try await KubernetesBackendTests.withBackend(.init(kubeconfig: kubeconfig, environment: [:])) { backend in
             let url = try LockURL(parsing: "kubernetes://team-a/x")
             let error = await #expect(throws: KubernetesError.self) { _ = try await backend.snapshots(at: url) }
@@ -77,7 +52,7 @@ import Testing
         server.stop()   // the port is now closed
         let directory = try LeasectlHarness.temporaryDirectory()
         defer { LeasectlHarness.cleanUp(directory) }
-        let kubeconfig = try Self.kubeconfig(server: "http://127.0.0.1:\(port)", in: directory)
+        let kubeconfig = try KubernetesBackendTests.writeKubeconfig(in: directory, server: "http://127.0.0.1:\(port)")
         try await KubernetesBackendTests.withBackend(.init(kubeconfig: kubeconfig, environment: [:])) { backend in
             let url = try LockURL(parsing: "kubernetes://team-a/x")
             let lock = try backend.makeLock(at: url, identity: "me", createDirectory: false)
@@ -94,7 +69,7 @@ import Testing
         defer { server.stop() }
         let directory = try LeasectlHarness.temporaryDirectory()
         defer { LeasectlHarness.cleanUp(directory) }
-        let kubeconfig = try Self.kubeconfig(server: server.url, in: directory)
+        let kubeconfig = try KubernetesBackendTests.writeKubeconfig(in: directory, server: server.url)
         let release = try await LeasectlHarness.run(["release", "kubernetes://team-a/x", "--kubeconfig", kubeconfig])
         #expect(release.status != .exited(0), "\(release)")
         #expect(release.stderr.contains("answered HTTP 500: Internal error occurred: etcdserver: request timed out"), "\(release)")
