@@ -24,22 +24,7 @@ extension ProcessTests {
                     lock: url, directory: directory,
                     arguments: kubeconfig + ["--lease-duration", "4s", "--renew-deadline", "3s", "--retry-period", "300ms"])
                 do {
-                    try group.start("a")
-                    let started = try await group.await("a to lead") { $0.event == "startedLeading" }
-                    try group.start("b")
-                    try group.start("c")
-                    try await group.awaitObservers(of: "a", identities: ["b", "c"], after: 0)
-
-                    let mark = group.hub.count
-                    let handoff = try await LeasectlHarness.run(["handoff", "--wait", "--timeout", "20s", url, "--to", "c"] + kubeconfig)
-                    #expect(handoff.status == .exited(0), "\(handoff)")
-                    #expect(handoff.stdout.hasPrefix("requested hand-off of lock \(url) from a to c\nc leads lock"), "\(handoff)")
-
-                    let stopped = try await group.await("a to hand off", after: mark) { $0.event == "stoppedLeading" && $0.identity == "a" }
-                    #expect(stopped.reason == "handedOff")
-                    let next = try await group.await("c to lead", after: mark) { $0.event == "startedLeading" }
-                    #expect(next.identity == "c" && next.fencingToken == started.fencingToken! + 1)
-                    await group.stopAll()
+                    _ = try await group.handOffFromAToC(lockLabel: url, arguments: kubeconfig)
 
                     // The successor cleared the hand-off wherever it was carried.
                     let lease = try await env.client.getLease(namespace: env.namespace, name: "handed")

@@ -182,6 +182,32 @@ final class CandidateGroup: Sendable {
 }
 
 extension CandidateGroup {
+    /// A targeted hand-off: starts `a` (awaited as leader), then `b` and `c` (awaited as its observers), runs
+    /// `leasectl handoff --wait --timeout 20s LOCK --to c` (plus `arguments`) and checks that it exits 0 naming the
+    /// lock as `lockLabel` and reporting c leading, that `a` stops with `handedOff` and that `c` leads with the next
+    /// fencing token; then stops every candidate. Returns `a`'s `startedLeading` event.
+    func handOffFromAToC(lockLabel: String, arguments: [String] = []) async throws -> ElectionEventLine {
+        try start("a")
+        let started = try await self.await("a to lead") { $0.event == "startedLeading" }
+        try start("b")
+        try start("c")
+        try await awaitObservers(of: "a", identities: ["b", "c"], after: 0)
+
+        let mark = hub.count
+        let handoff = try await LeasectlHarness.run(["handoff", "--wait", "--timeout", "20s", lock, "--to", "c"] + arguments)
+        #expect(handoff.status == .exited(0), "\(handoff)")
+        #expect(handoff.stdout.hasPrefix("requested hand-off of lock \(lockLabel) from a to c\nc leads lock"), "\(handoff)")
+
+        let stopped = try await self.await("a to hand off", after: mark) { $0.event == "stoppedLeading" && $0.identity == "a" }
+        #expect(stopped.reason == "handedOff")
+        let next = try await self.await("c to lead", after: mark) { $0.event == "startedLeading" }
+        #expect(next.identity == "c" && next.fencingToken == started.fencingToken! + 1)
+        await stopAll()
+        return started
+    }
+}
+
+extension CandidateGroup {
     /// The multi-process election every backend must survive: starts `names`, checks that exactly one leads and
     /// all see it; then `handOffs` graceful hand-offs (SIGTERM: the leader stops its work, releases, and a
     /// follower woken by the change feed takes over at once) and `crashes` takeovers (SIGKILL: the others
