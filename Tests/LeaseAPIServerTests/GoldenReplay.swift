@@ -657,7 +657,23 @@ final class GoldenReplay: @unchecked Sendable {
 
     /// After a step: waits (bounded) until every open watch has the lines the recording saw by then, and
     /// attributes the lines that arrived to this step.
+    /// A BOOKMARK comes from the server's clock, not from a step: when the recording saw one after `step`, the
+    /// step's events arrive first, then the clock moves to the latest such BOOKMARK (2 s before its watch's
+    /// `timeoutSeconds`).
     private func settleWatches(after step: Int) async {
+        let isBookmark: ((afterStep: Int, line: OrderedJSON)) -> Bool = { $0.line["type"]?.string == "BOOKMARK" }
+        let bookmarkTimes = watches.keys.compactMap { id -> ManualClock.Instant? in
+            guard expectedLines(id).contains(where: { $0.afterStep == step && isBookmark($0) }) else { return nil }
+            return watchDeadlines[id]?.advanced(by: .seconds(-2))
+        }
+        if let latest = bookmarkTimes.max(), latest > fixture.clock.now {
+            for (id, lines) in watches {
+                let events = expectedLines(id).filter { $0.afterStep < step || ($0.afterStep == step && !isBookmark($0)) }.count
+                _ = await lines.waitForCount(events, timeout: .seconds(3))
+            }
+            await waitForParkedTimers()
+            fixture.clock.advance(by: fixture.clock.now.duration(to: latest))
+        }
         for (id, lines) in watches.sorted(by: { $0.key < $1.key }) {
             let expected = expectedLines(id).filter { $0.afterStep <= step }.count
             _ = await lines.waitForCount(expected, timeout: .seconds(3))
@@ -703,10 +719,7 @@ final class GoldenReplay: @unchecked Sendable {
             }
             let open = { self.watches.values.filter { !$0.ended }.count }
             if open() == 0 { return }
-            // Each open watch has one timer at a time on the clock (its BOOKMARK's, then its timeout's).
-            let real = ContinuousClock()
-            let limit = real.now.advanced(by: .seconds(10))
-            while fixture.clock.sleepers < open() && real.now < limit { try? await real.sleep(for: .milliseconds(1)) }
+            await waitForParkedTimers()
             if open() == 0 { continue }
             guard fixture.clock.advanceToNextDeadline() != nil else {
                 differ(lastStep, .watch, "\(open()) watches are open with no timer on the server's clock")
@@ -715,6 +728,15 @@ final class GoldenReplay: @unchecked Sendable {
         }
         let open = watches.filter { !$0.value.ended }.map(\.key).sorted()
         if !open.isEmpty { differ(lastStep, .watch, "\(open) still open after every deadline on the server's clock") }
+    }
+
+    /// Waits (bounded) until every open watch has parked its timer on the server's clock: each has one at a time
+    /// (its BOOKMARK's, then its timeout's), so moving the clock before then could skip one.
+    private func waitForParkedTimers() async {
+        let open = { self.watches.filter { self.watchDeadlines[$0.key] != nil && !$0.value.ended }.count }
+        let real = ContinuousClock()
+        let limit = real.now.advanced(by: .seconds(10))
+        while fixture.clock.sleepers < open() && real.now < limit { try? await real.sleep(for: .milliseconds(1)) }
     }
 
     /// Runs out every watch on the server's clock (``runOutWatches(lastStep:)``), then compares its lines.
