@@ -626,7 +626,7 @@ final class APIHandler: Sendable {
                 var candidate = object
                 candidate.metadata.resourceVersion = nil
                 prepareForCreate(&candidate)
-                let errors = candidate.validateCreate() + candidate.validateBody(decoded.fields) + candidate.validateBody(decoded.fields)
+                let errors = candidate.validateCreate() + candidate.validateBody(decoded.fields)
                 guard errors.isEmpty else { throw APIError.invalid(kind: T.info.kind, group: T.info.invalidGroup, name: name, errors) }
                 manage(&candidate, old: nil, request)
                 if let revision = try await store.createIfAbsent(key, try store.encodeForStorage(candidate)) {

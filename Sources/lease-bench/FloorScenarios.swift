@@ -458,6 +458,17 @@ func scaleScenario(_ kind: BackendKind, leases: Int) -> Scenario {
         guard kind != .file else { throw BenchError("the heartbeat scale scenario runs on etcd and Kubernetes only") }
         let childBackend = try await childBackendArguments(kind, context, directory: nil)
         defer { childBackend.cleanup() }
+        if kind == .kubernetes {
+            // The API server enforces namespaces, as kube-apiserver does: create this scenario's own first.
+            let client = try await context.kubernetes.fixture().makeClient()
+            do {
+                _ = try await client.createNamespace(namespace)
+                try await client.shutdown()
+            } catch {
+                try? await client.shutdown()
+                throw BenchError("cannot create the namespace \(namespace) for the heartbeat leases: \(error)")
+            }
+        }
         // The backend's flags first: this scenario's own --namespace comes later and wins.
         let arguments = ["heartbeats", "--backend", kind.rawValue] + childBackend.arguments
             + ["--count", "\(leases)", "--interval-ms", "\(options.scaleIntervalSeconds * 1000)",
