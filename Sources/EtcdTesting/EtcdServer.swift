@@ -342,6 +342,9 @@ public final class EtcdServer: Sendable {
         state.withLock { state in state.child.map { $0.exitStatus == nil } ?? false }
     }
 
+    /// How the current (or last) `etcd` process ended, `nil` while it runs.
+    var exitStatus: ExitStatus? { state.withLock { $0.child?.exitStatus } }
+
     /// `true` between ``pause()`` and ``resume()``.
     public var isPaused: Bool { state.withLock { $0.paused && $0.child?.exitStatus == nil } }
 

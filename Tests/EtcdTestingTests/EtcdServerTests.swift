@@ -105,11 +105,12 @@ struct EtcdServerTests {
         let server = try await EtcdServer.start(name: "paused-stop")
         let pid = server.pid
         server.pause()
-        let started = ContinuousClock.now
         await server.stop()
         #expect(!processExists(pid))
         #expect(!pathExists(server.directory))
-        #expect(ContinuousClock.now - started < .seconds(4), "SIGTERM + SIGCONT should end it without the SIGKILL fallback")
+        // SIGTERM + SIGCONT end it: it exits on its own (etcd exits 0 on SIGTERM), not by the SIGKILL fallback.
+        // Asserted on how it ended, not on how long that took (a loaded machine makes any time bound flaky).
+        #expect(server.exitStatus != .signaled(SIGKILL), "stop() of a paused server needed the SIGKILL fallback: \(String(describing: server.exitStatus))")
     }
 
     @Test("a server dropped without stop() is killed and its directory removed")
