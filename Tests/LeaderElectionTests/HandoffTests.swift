@@ -5,31 +5,19 @@ import Synchronization
 import Testing
 
 /// A lock whose change feed says only *that* something changed (the default `recordChanges()`: `.unknown`).
-private struct ChangesOnlyLock: ResourceLock {
+private struct ChangesOnlyLock: ForwardingLock {
     let base: any ResourceLock
-    var identity: String { base.identity }
     var description: String { "changes-only:\(base.description)" }
-    func get() async throws -> VersionedRecord? { try await base.get() }
-    func create(_ record: LeaderElectionRecord) async throws -> LockVersion { try await base.create(record) }
-    func update(_ record: LeaderElectionRecord, expecting version: LockVersion) async throws -> LockVersion {
-        try await base.update(record, expecting: version)
-    }
     func changes() -> AsyncStream<Void>? { base.changes() }
 }
 
 /// A lock whose record feed also delivers elements the test injects (stale or foreign records), in order and
 /// without coalescing.
-private final class ScriptedFeedLock: ResourceLock {
+private final class ScriptedFeedLock: ForwardingLock {
     let base: any ResourceLock
     private let injected = Mutex<[AsyncStream<LockChange>.Continuation]>([])
     init(_ base: any ResourceLock) { self.base = base }
-    var identity: String { base.identity }
     var description: String { "scripted:\(base.description)" }
-    func get() async throws -> VersionedRecord? { try await base.get() }
-    func create(_ record: LeaderElectionRecord) async throws -> LockVersion { try await base.create(record) }
-    func update(_ record: LeaderElectionRecord, expecting version: LockVersion) async throws -> LockVersion {
-        try await base.update(record, expecting: version)
-    }
     func recordChanges() -> AsyncStream<LockChange>? {
         let (stream, continuation) = AsyncStream.makeStream(of: LockChange.self)
         injected.withLock { $0.append(continuation) }

@@ -4,7 +4,7 @@ import Synchronization
 import Testing
 
 /// A lock whose `recordEvent(_:)` does not return until the test lets it: an events endpoint that hangs.
-private final class HungEventsLock: ResourceLock {
+private final class HungEventsLock: ForwardingLock {
     let base: any ResourceLock
     private let waiting = Mutex<[CheckedContinuation<Void, Never>]>([])
     private let released = Mutex(false)
@@ -12,13 +12,7 @@ private final class HungEventsLock: ResourceLock {
 
     init(_ base: any ResourceLock) { self.base = base }
 
-    var identity: String { base.identity }
     var description: String { "hung-events:\(base.description)" }
-    func get() async throws -> VersionedRecord? { try await base.get() }
-    func create(_ record: LeaderElectionRecord) async throws -> LockVersion { try await base.create(record) }
-    func update(_ record: LeaderElectionRecord, expecting version: LockVersion) async throws -> LockVersion {
-        try await base.update(record, expecting: version)
-    }
     func changes() -> AsyncStream<Void>? { base.changes() }
     func recordChanges() -> AsyncStream<LockChange>? { base.recordChanges() }
 

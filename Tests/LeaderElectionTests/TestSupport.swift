@@ -2,6 +2,21 @@ import LeaderElection
 import LockConformance
 import Synchronization
 
+/// A test lock wrapping another: `identity`, `get()`, `create(_:)` and `update(_:expecting:)` go to `base` unless the
+/// wrapper declares its own. The change feeds are not forwarded here: each wrapper says which feed it offers.
+protocol ForwardingLock: ResourceLock {
+    var base: any ResourceLock { get }
+}
+
+extension ForwardingLock {
+    var identity: String { base.identity }
+    func get() async throws -> VersionedRecord? { try await base.get() }
+    func create(_ record: LeaderElectionRecord) async throws -> LockVersion { try await base.create(record) }
+    func update(_ record: LeaderElectionRecord, expecting version: LockVersion) async throws -> LockVersion {
+        try await base.update(record, expecting: version)
+    }
+}
+
 /// Collects elector events.
 final class EventLog: Sendable {
     private let box = LockedEvents()
